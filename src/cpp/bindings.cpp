@@ -1,0 +1,297 @@
+// The only file that includes pybind11: argument checks with messages that name the fix,
+// output allocation with the GIL held, and the GIL released around the pure C++ compute.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "magray/cpu.hpp"
+#include "magray/hash.hpp"
+#include "magray/kernels.hpp"
+#include "magray/ops.hpp"
+
+namespace py = pybind11;
+using namespace magray;
+
+namespace {
+
+// Hashing more than this many bytes pays for dropping and retaking the GIL.
+constexpr size_t kReleaseGilBytes = 1u << 15;
+
+std::string fix_hint(const char* name) {
+    return std::string("pass np.ascontiguousarray(") + name + ", dtype=np.float32)";
+}
+
+// A float32, C-contiguous, aligned array of the given rank (no silent copies).
+py::array checked_f32(const py::handle& obj, const char* name, int ndim_lo, int ndim_hi) {
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(name) + " must be a numpy array, not " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))) + "; " +
+                             fix_hint(name));
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (!a.dtype().is(py::dtype::of<float>()))
+        throw py::type_error(std::string(name) + " has dtype " + std::string(py::str(a.dtype())) +
+                             ", expected float32; " + fix_hint(name));
+    if (!(a.flags() & py::array::c_style) || !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+        throw py::type_error(std::string(name) + " is not C-contiguous; " + fix_hint(name));
+    if (a.ndim() < ndim_lo || a.ndim() > ndim_hi) {
+        std::string want = ndim_lo == ndim_hi ? std::to_string(ndim_lo) + "-D"
+                                              : std::to_string(ndim_lo) + "-D or " + std::to_string(ndim_hi) + "-D";
+        throw py::value_error(std::string(name) + " must be " + want + ", got shape with " +
+                              std::to_string(a.ndim()) + " dimensions");
+    }
+    return a;
+}
+
+struct Bytes {
+    const char* data;
+    size_t len;
+};
+
+// str as UTF-8, or bytes; anything else is rejected (its bytes would be ambiguous).
+Bytes as_bytes(PyObject* o, const char* name) {
+    if (PyBytes_Check(o)) return {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o))};
+    if (PyUnicode_Check(o)) {
+        Py_ssize_t n = 0;
+        const char* p = PyUnicode_AsUTF8AndSize(o, &n);
+        if (p == nullptr) throw py::error_already_set();
+        return {p, static_cast<size_t>(n)};
+    }
+    throw py::type_error(std::string(name) + " is " + Py_TYPE(o)->tp_name +
+                         "; pass str (hashed as UTF-8) or bytes");
+}
+
+uint64_t to_seed(const py::int_& seed) {
+    const unsigned long long v = PyLong_AsUnsignedLongLong(seed.ptr());
+    if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+        PyErr_Clear();
+        throw py::value_error("seed must be an int in [0, 2**64)");
+    }
+    return static_cast<uint64_t>(v);
+}
+
+py::bytes hash128(py::handle data, py::int_ seed) {
+    const uint64_t s = to_seed(seed);
+    Hash128 h;
+    if (PyByteArray_Check(data.ptr()) || PyMemoryView_Check(data.ptr())) {
+        // Hashed with the GIL held: a bytearray could otherwise change under us.
+        Py_buffer view;
+        if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+            PyErr_Clear();
+            throw py::type_error("data must be a C-contiguous buffer; pass bytes(data)");
+        }
+        h = xxh3_128(view.buf, static_cast<size_t>(view.len), s, active_isa());
+        PyBuffer_Release(&view);
+    } else {
+        const Bytes b = as_bytes(data.ptr(), "data");
+        if (b.len >= kReleaseGilBytes) {
+            py::gil_scoped_release nogil;
+            h = xxh3_128(b.data, b.len, s, active_isa());
+        } else {
+            h = xxh3_128(b.data, b.len, s, active_isa());
+        }
+    }
+    char out[16];
+    hash128_canonical(h, reinterpret_cast<uint8_t*>(out));
+    return py::bytes(out, 16);
+}
+
+py::array_t<uint8_t> hash128_many(py::handle items, py::int_ seed) {
+    const uint64_t s = to_seed(seed);
+    if (PyUnicode_Check(items.ptr()) || PyBytes_Check(items.ptr()))
+        throw py::type_error("items must be a sequence of str or bytes, not a single " +
+                             std::string(Py_TYPE(items.ptr())->tp_name) + "; use hash128() for one item");
+    // A tuple owns its items, so the pointers below stay valid without the GIL even if
+    // another thread changes the caller's list meanwhile.
+    py::tuple seq = py::reinterpret_steal<py::tuple>(PySequence_Tuple(items.ptr()));
+    if (!seq) {
+        PyErr_Clear();
+        throw py::type_error("items must be a sequence of str or bytes");
+    }
+    const size_t n = static_cast<size_t>(PyTuple_GET_SIZE(seq.ptr()));
+    std::vector<Bytes> views(n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; ++i) {
+        PyObject* o = PyTuple_GET_ITEM(seq.ptr(), static_cast<Py_ssize_t>(i));
+        if (PyBytes_Check(o)) {
+            views[i] = {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o))};
+        } else {
+            const std::string name = "items[" + std::to_string(i) + "]";
+            views[i] = as_bytes(o, name.c_str());
+        }
+        total += views[i].len;
+    }
+    py::array_t<uint8_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(16)});
+    uint8_t* dst = out.mutable_data();
+    const Isa isa = active_isa();
+    auto work = [&]() {
+        for (size_t i = 0; i < n; ++i)
+            hash128_canonical(xxh3_128(views[i].data, views[i].len, s, isa), dst + 16 * i);
+    };
+    if (total >= kReleaseGilBytes) {
+        py::gil_scoped_release nogil;
+        work();
+    } else {
+        work();
+    }
+    return out;
+}
+
+py::array l2_normalize_py(py::handle x_obj, py::handle out_obj) {
+    py::array x = checked_f32(x_obj, "x", 2, 2);
+    const size_t n = static_cast<size_t>(x.shape(0)), d = static_cast<size_t>(x.shape(1));
+    py::array out;
+    if (out_obj.is_none()) {
+        out = py::array_t<float>({x.shape(0), x.shape(1)});
+    } else {
+        out = checked_f32(out_obj, "out", 2, 2);
+        if (out.shape(0) != x.shape(0) || out.shape(1) != x.shape(1))
+            throw py::value_error("out has shape (" + std::to_string(out.shape(0)) + ", " +
+                                  std::to_string(out.shape(1)) + "), x has (" + std::to_string(n) + ", " +
+                                  std::to_string(d) + "); pass out of x's shape, or out=None");
+        if (!out.writeable()) throw py::value_error("out is read-only; pass a writeable array");
+    }
+    const float* src = static_cast<const float*>(x.data());
+    float* dst = static_cast<float*>(out.mutable_data());
+    if (src != dst) {
+        // Partial overlap would read rows already written: refuse rather than guess.
+        const char* a0 = reinterpret_cast<const char*>(src);
+        const char* b0 = reinterpret_cast<const char*>(dst);
+        const size_t bytes = n * d * sizeof(float);
+        if (a0 < b0 + bytes && b0 < a0 + bytes)
+            throw py::value_error("out overlaps x without being x; pass out=x or a separate array");
+    }
+    if (n == 0 || d == 0) return out;
+    {
+        py::gil_scoped_release nogil;
+        l2_normalize(src, dst, n, d);
+    }
+    return out;
+}
+
+Metric parse_metric(const std::string& m) {
+    if (m == "cosine") return Metric::cosine;
+    if (m == "dot") return Metric::dot;
+    if (m == "l2") return Metric::l2;
+    throw py::value_error("metric '" + m + "' is unknown; use one of 'cosine', 'dot', 'l2'");
+}
+
+py::tuple topk_py(py::handle q_obj, py::handle b_obj, py::int_ k_obj, const std::string& metric_s,
+                  py::handle ids_obj) {
+    const Metric metric = parse_metric(metric_s);
+    py::array q = checked_f32(q_obj, "queries", 1, 2);
+    py::array b = checked_f32(b_obj, "base", 2, 2);
+    const long long k = k_obj.cast<long long>();
+    if (k <= 0) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+    const bool single = q.ndim() == 1;
+    const size_t nq = single ? 1 : static_cast<size_t>(q.shape(0));
+    const size_t dq = static_cast<size_t>(single ? q.shape(0) : q.shape(1));
+    const size_t nb = static_cast<size_t>(b.shape(0)), d = static_cast<size_t>(b.shape(1));
+    if (dq != d)
+        throw py::value_error("queries have dimension " + std::to_string(dq) + " but base has " +
+                              std::to_string(d) + "; both must have the same number of columns");
+    if (d == 0) throw py::value_error("vectors must have at least one dimension (d >= 1)");
+    const int64_t* ids = nullptr;
+    size_t nids = 0;
+    py::array ids_arr;
+    if (!ids_obj.is_none()) {
+        if (!py::isinstance<py::array>(ids_obj))
+            throw py::type_error("ids must be a numpy int64 array; pass np.asarray(ids, dtype=np.int64)");
+        ids_arr = py::reinterpret_borrow<py::array>(ids_obj);
+        if (!ids_arr.dtype().is(py::dtype::of<int64_t>()))
+            throw py::type_error("ids has dtype " + std::string(py::str(ids_arr.dtype())) +
+                                 ", expected int64; pass np.asarray(ids, dtype=np.int64)");
+        if (ids_arr.ndim() != 1) throw py::value_error("ids must be 1-D");
+        if (!(ids_arr.flags() & py::array::c_style))
+            throw py::type_error("ids is not contiguous; pass np.ascontiguousarray(ids, dtype=np.int64)");
+        ids = static_cast<const int64_t*>(ids_arr.data());
+        nids = static_cast<size_t>(ids_arr.shape(0));
+    }
+    const size_t searched = ids ? nids : nb;
+    const size_t kk = std::min(static_cast<size_t>(k), searched);
+    py::array_t<int64_t> idx = single ? py::array_t<int64_t>({static_cast<py::ssize_t>(kk)})
+                                      : py::array_t<int64_t>({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(kk)});
+    py::array_t<float> sc = single ? py::array_t<float>({static_cast<py::ssize_t>(kk)})
+                                   : py::array_t<float>({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(kk)});
+    if (nq > 0 && kk > 0) {
+        const float* Q = static_cast<const float*>(q.data());
+        const float* B = static_cast<const float*>(b.data());
+        int64_t* pi = idx.mutable_data();
+        float* ps = sc.mutable_data();
+        py::gil_scoped_release nogil;
+        topk(Q, nq, B, nb, d, ids, nids, kk, metric, pi, ps);
+    }
+    return py::make_tuple(idx, sc);
+}
+
+py::array mean_pool_py(py::handle h_obj, py::handle m_obj, bool normalize) {
+    py::array h = checked_f32(h_obj, "hidden", 3, 3);
+    if (!py::isinstance<py::array>(m_obj))
+        throw py::type_error("mask must be a numpy int64 or int32 array; pass np.asarray(mask, dtype=np.int64)");
+    py::array m = py::reinterpret_borrow<py::array>(m_obj);
+    const bool is64 = m.dtype().is(py::dtype::of<int64_t>());
+    const bool is32 = m.dtype().is(py::dtype::of<int32_t>());
+    if (!is64 && !is32)
+        throw py::type_error("mask has dtype " + std::string(py::str(m.dtype())) +
+                             ", expected int64 or int32; pass np.asarray(mask, dtype=np.int64)");
+    if (!(m.flags() & py::array::c_style))
+        throw py::type_error("mask is not C-contiguous; pass np.ascontiguousarray(mask)");
+    const size_t B = static_cast<size_t>(h.shape(0)), S = static_cast<size_t>(h.shape(1)),
+                 D = static_cast<size_t>(h.shape(2));
+    if (m.ndim() != 2 || static_cast<size_t>(m.shape(0)) != B || static_cast<size_t>(m.shape(1)) != S)
+        throw py::value_error("mask must have shape (batch, seq) = (" + std::to_string(B) + ", " +
+                              std::to_string(S) + ") to match hidden");
+    py::array_t<float> out({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(D)});
+    if (B == 0 || D == 0) return std::move(out);
+    const float* hp = static_cast<const float*>(h.data());
+    const void* mp = m.data();
+    float* op = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        mean_pool(hp, mp, is64, B, S, D, normalize, op);
+    }
+    return std::move(out);
+}
+
+Isa parse_isa(const std::string& name) {
+    if (name == "scalar") return Isa::scalar;
+    if (name == "avx2") return Isa::avx2;
+    if (name == "avx512") return Isa::avx512;
+    throw py::value_error("unknown instruction set '" + name + "'; use scalar, avx2 or avx512");
+}
+
+py::dict cpu_info() {
+    py::dict d;
+    py::list available;
+    available.append("scalar");
+    if (cpu_features().avx2) available.append("avx2");
+    if (cpu_features().avx512) available.append("avx512");
+    d["isa"] = isa_name(active_isa());
+    d["best"] = isa_name(best_isa());
+    d["forced"] = isa_forced();
+    d["available"] = available;
+    return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+    m.doc() = "magray's native kernels (private: use magray.kernels)";
+    m.attr("__version__") = MAGRAY_VERSION;
+    try {
+        (void)active_kernels();  // reads MAGRAY_FORCE_ISA now, so a bad value fails the import
+    } catch (const std::invalid_argument& e) {
+        throw py::import_error(e.what());
+    }
+    m.def("hash128", &hash128, py::arg("data"), py::arg("seed") = 0);
+    m.def("hash128_many", &hash128_many, py::arg("items"), py::arg("seed") = 0);
+    m.def("l2_normalize", &l2_normalize_py, py::arg("x"), py::arg("out") = py::none());
+    m.def("topk", &topk_py, py::arg("queries"), py::arg("base"), py::arg("k"), py::arg("metric") = "cosine",
+          py::arg("ids") = py::none());
+    m.def("mean_pool", &mean_pool_py, py::arg("hidden"), py::arg("mask"), py::arg("normalize") = true);
+    m.def("cpu_info", &cpu_info);
+    m.def("_set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); }, py::arg("name"),
+          "Switch the active instruction set (for tests and benchmarks); not thread-safe with running calls' choice.");
+}

@@ -1,0 +1,305 @@
+// Normalisation, exact top-k and pooling, written once over the active kernel table.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "magray/kernels.hpp"
+#include "magray/ops.hpp"
+
+namespace magray {
+namespace {
+
+// Below this the float32 sum of squares may have lost precision to underflow; above it is
+// exact enough. Non-finite sums mean overflow or NaN/Inf; both take the careful path.
+constexpr float kTinySquares = 1e-30f;
+
+// 1/|x| for one row whose float32 sum of squares is sq; 0 for a zero row; -1 for NaN/Inf.
+double inverse_norm(const float* x, size_t d, float sq) {
+    if (std::isfinite(sq) && sq >= kTinySquares) return 1.0 / std::sqrt(static_cast<double>(sq));
+    const double norm = careful_norm(x, d);
+    if (norm < 0.0) return -1.0;
+    return norm > 0.0 ? 1.0 / norm : 0.0;
+}
+
+// what names the place, e.g. "row" or "batch item"; where names the array.
+// out = x * r. A subnormal row's inverse norm exceeds float32, so such rows scale in double.
+void apply_scale(const VecKernels& K, const float* x, float* out, size_t d, double r) {
+    if (r < 1e38) {
+        K.scale(x, out, d, static_cast<float>(r));
+        return;
+    }
+    for (size_t j = 0; j < d; ++j) out[j] = static_cast<float>(static_cast<double>(x[j]) * r);
+}
+
+[[noreturn]] void bad_row(const char* what, size_t row, const char* where) {
+    throw std::invalid_argument(std::string(what) + " " + std::to_string(row) + " of " + where +
+                                " contains NaN or Inf; clean it (for example np.nan_to_num) or drop it");
+}
+
+// ---------------------------------------------------------------------------------------
+// Top-k selection: one bounded heap per query whose top is the worst kept entry. Keys are
+// "higher is better" (l2 distances are negated), ties go to the lower row index.
+
+struct Entry {
+    float key;
+    int64_t idx;
+};
+
+// a is better than b.
+inline bool better(const Entry& a, const Entry& b) {
+    return a.key > b.key || (a.key == b.key && a.idx < b.idx);
+}
+
+struct WorstOnTop {
+    bool operator()(const Entry& a, const Entry& b) const { return better(a, b); }
+};
+
+class Selector {
+public:
+    explicit Selector(size_t k) : k_(k) { heap_.reserve(k); }
+
+    inline void push(float key, int64_t idx) {
+        if (heap_.size() < k_) {
+            heap_.push_back({key, idx});
+            std::push_heap(heap_.begin(), heap_.end(), WorstOnTop());
+            if (heap_.size() == k_) worst_ = heap_.front();
+            return;
+        }
+        if (key < worst_.key || (key == worst_.key && idx > worst_.idx)) return;
+        std::pop_heap(heap_.begin(), heap_.end(), WorstOnTop());
+        heap_.back() = {key, idx};
+        std::push_heap(heap_.begin(), heap_.end(), WorstOnTop());
+        worst_ = heap_.front();
+    }
+
+    // Fast reject: true when no entry with this key can enter.
+    inline bool full_and_below(float key) const { return heap_.size() == k_ && key < worst_.key; }
+
+    void write(bool negate, int64_t* idx, float* scores) {
+        std::sort(heap_.begin(), heap_.end(), better);
+        for (size_t i = 0; i < heap_.size(); ++i) {
+            idx[i] = heap_[i].idx;
+            scores[i] = negate ? -heap_[i].key : heap_[i].key;
+        }
+    }
+
+private:
+    size_t k_;
+    std::vector<Entry> heap_;
+    Entry worst_{0.0f, 0};
+};
+
+size_t tile_rows(size_t d, size_t multiple) {
+    // About 256 KiB of base rows per tile: it stays in L2 while every query visits it.
+    size_t rows = (256u * 1024u) / (4u * std::max<size_t>(d, 1));
+    rows = std::max<size_t>(rows, multiple);
+    rows = std::min<size_t>(rows, 4096);
+    return (rows + multiple - 1) / multiple * multiple;
+}
+
+// Queries below this count are scored row by row; from it on, by packed panels.
+constexpr size_t kPanelMinQueries = 4;
+
+}  // namespace
+
+void l2_normalize(const float* x, float* out, size_t n, size_t d) {
+    const VecKernels& K = active_kernels();
+    if (x == out) {
+        // In place: find every norm (and any bad row) before the first write.
+        std::vector<float> sq(n);
+        std::vector<double> inv(n);
+        K.sqnorm_rows(x, n, d, sq.data());
+        for (size_t i = 0; i < n; ++i) {
+            inv[i] = inverse_norm(x + i * d, d, sq[i]);
+            if (inv[i] < 0.0) bad_row("row", i, "x");
+        }
+        for (size_t i = 0; i < n; ++i) apply_scale(K, out + i * d, out + i * d, d, inv[i]);
+        return;
+    }
+    for (size_t i = 0; i < n; ++i) {
+        const float* row = x + i * d;
+        float sq;
+        K.sqnorm_rows(row, 1, d, &sq);
+        const double r = inverse_norm(row, d, sq);
+        if (r < 0.0) bad_row("row", i, "x");
+        apply_scale(K, row, out + i * d, d, r);
+    }
+}
+
+void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const int64_t* ids,
+          size_t nids, size_t k_out, Metric metric, int64_t* out_idx, float* out_scores) {
+    const VecKernels& K = active_kernels();
+    const size_t n = ids ? nids : nb;
+    if (nq == 0 || k_out == 0) return;
+
+    if (ids) {
+        std::vector<bool> seen(nb, false);
+        for (size_t j = 0; j < nids; ++j) {
+            const int64_t id = ids[j];
+            if (id < 0 || static_cast<uint64_t>(id) >= nb)
+                throw std::invalid_argument("ids[" + std::to_string(j) + "] = " + std::to_string(id) +
+                                            " is outside base's rows [0, " + std::to_string(nb) +
+                                            "); pass row indices of base");
+            if (seen[static_cast<size_t>(id)])
+                throw std::invalid_argument("ids holds row " + std::to_string(id) +
+                                            " twice; pass each row once (np.unique(ids))");
+            seen[static_cast<size_t>(id)] = true;
+        }
+    }
+
+    // Query norms (cosine) and a finite-input check on the queries.
+    std::vector<float> qscale(nq, 1.0f);
+    {
+        std::vector<float> sq(nq);
+        K.sqnorm_rows(Q, nq, d, sq.data());
+        for (size_t i = 0; i < nq; ++i) {
+            const double r = inverse_norm(Q + i * d, d, sq[i]);
+            if (r < 0.0) bad_row("row", i, "queries");
+            if (metric == Metric::cosine) qscale[i] = static_cast<float>(r);
+        }
+    }
+
+    std::vector<Selector> sel;
+    sel.reserve(nq);
+    for (size_t i = 0; i < nq; ++i) sel.emplace_back(k_out);
+
+    const bool panels = nq >= kPanelMinQueries;
+    const size_t PR = K.panel_rows, QR = K.panel_queries;
+    const size_t NB = tile_rows(d, PR);
+    const size_t n_qpanels = (nq + QR - 1) / QR;
+
+    std::vector<float> gathered(ids ? NB * d : 0);
+    std::vector<float> binv(NB);
+    std::vector<float> packed_base(panels ? NB * d : 0);
+    std::vector<float> packed_q(panels ? n_qpanels * QR * d : 0, 0.0f);
+    std::vector<float> scores((panels ? QR : 1) * NB);
+
+    if (panels) {
+        for (size_t i = 0; i < nq; ++i) {
+            float* qp = packed_q.data() + (i / QR) * QR * d;
+            const size_t lane = i % QR;
+            const float* q = Q + i * d;
+            for (size_t k = 0; k < d; ++k) qp[k * QR + lane] = q[k];
+        }
+    }
+
+    const bool is_l2 = metric == Metric::l2;
+    for (size_t t0 = 0; t0 < n; t0 += NB) {
+        const size_t m = std::min(NB, n - t0);
+        const float* T = B + t0 * d;
+        if (ids) {
+            for (size_t r = 0; r < m; ++r)
+                std::memcpy(gathered.data() + r * d, B + static_cast<size_t>(ids[t0 + r]) * d,
+                            d * sizeof(float));
+            T = gathered.data();
+        }
+        auto row_index = [&](size_t r) -> int64_t {
+            return ids ? ids[t0 + r] : static_cast<int64_t>(t0 + r);
+        };
+        if (metric == Metric::cosine) {
+            K.sqnorm_rows(T, m, d, binv.data());
+            for (size_t r = 0; r < m; ++r) {
+                const double v = inverse_norm(T + r * d, d, binv[r]);
+                if (v < 0.0) bad_row("row", static_cast<size_t>(row_index(r)), "base");
+                binv[r] = static_cast<float>(v);
+            }
+        }
+
+        // Turn raw kernel output into keys and offer them to query i's selector.
+        auto offer = [&](size_t i, const float* s) {
+            Selector& S = sel[i];
+            const float qs = qscale[i];
+            for (size_t r = 0; r < m; ++r) {
+                float key = s[r];
+                if (metric == Metric::cosine) key = key * qs * binv[r];
+                else if (is_l2) key = -key;
+                if (!std::isfinite(key)) {
+                    if (metric != Metric::cosine &&
+                        careful_norm(T + r * d, d) < 0.0)
+                        bad_row("row", static_cast<size_t>(row_index(r)), "base");
+                    throw std::invalid_argument(
+                        "the score of base row " + std::to_string(row_index(r)) +
+                        " overflows float32; scale the vectors down (for example normalise them)");
+                }
+                if (S.full_and_below(key)) continue;
+                S.push(key, row_index(r));
+            }
+        };
+
+        if (!panels) {
+            for (size_t i = 0; i < nq; ++i) {
+                if (is_l2) K.l2_rows(Q + i * d, T, m, d, scores.data());
+                else K.dot_rows(Q + i * d, T, m, d, scores.data());
+                offer(i, scores.data());
+            }
+            continue;
+        }
+
+        // Pack the tile into k-major panels of PR rows, zero-padding the last one.
+        const size_t n_panels = (m + PR - 1) / PR;
+        for (size_t p = 0; p < n_panels; ++p) {
+            float* P = packed_base.data() + p * PR * d;
+            const size_t rows = std::min(PR, m - p * PR);
+            for (size_t r = 0; r < rows; ++r) {
+                const float* src = T + (p * PR + r) * d;
+                for (size_t k = 0; k < d; ++k) P[k * PR + r] = src[k];
+            }
+            for (size_t r = rows; r < PR; ++r)
+                for (size_t k = 0; k < d; ++k) P[k * PR + r] = 0.0f;
+        }
+        const size_t ldo = n_panels * PR;
+        for (size_t qp = 0; qp < n_qpanels; ++qp) {
+            const size_t q0 = qp * QR;
+            const size_t nqp = std::min(QR, nq - q0);
+            const float* Qp = packed_q.data() + qp * QR * d;
+            for (size_t p = 0; p < n_panels; ++p) {
+                const float* P = packed_base.data() + p * PR * d;
+                if (is_l2) K.l2_panel(Qp, nqp, P, d, scores.data() + p * PR, ldo);
+                else K.dot_panel(Qp, nqp, P, d, scores.data() + p * PR, ldo);
+            }
+            for (size_t i = 0; i < nqp; ++i) offer(q0 + i, scores.data() + i * ldo);
+        }
+    }
+
+    for (size_t i = 0; i < nq; ++i) sel[i].write(is_l2, out_idx + i * k_out, out_scores + i * k_out);
+}
+
+void mean_pool(const float* hidden, const void* mask, bool mask_is_int64, size_t b, size_t s,
+               size_t d, bool normalize, float* out) {
+    const VecKernels& K = active_kernels();
+    const int64_t* m64 = static_cast<const int64_t*>(mask);
+    const int32_t* m32 = static_cast<const int32_t*>(mask);
+    for (size_t bi = 0; bi < b; ++bi) {
+        float* acc = out + bi * d;
+        std::fill(acc, acc + d, 0.0f);
+        double wsum = 0.0;
+        for (size_t si = 0; si < s; ++si) {
+            const int64_t w = mask_is_int64 ? m64[bi * s + si] : m32[bi * s + si];
+            if (w == 0) continue;  // padding: skipped, never read
+            K.axpy(acc, hidden + (bi * s + si) * d, d, static_cast<float>(w));
+            wsum += static_cast<double>(w);
+        }
+        if (wsum == 0.0) {
+            std::fill(acc, acc + d, 0.0f);
+            continue;
+        }
+        float sq;
+        K.sqnorm_rows(acc, 1, d, &sq);
+        double factor = 1.0 / wsum;
+        if (normalize) {
+            const double r = inverse_norm(acc, d, sq);
+            if (r < 0.0) bad_row("batch item", bi, "hidden");
+            // The mean points along the sum (against it for a negative weight sum): one scale does both.
+            factor = wsum > 0.0 ? r : -r;
+        } else if (!std::isfinite(sq) && careful_norm(acc, d) < 0.0) {
+            bad_row("batch item", bi, "hidden");
+        }
+        apply_scale(K, acc, acc, d, factor);
+    }
+}
+
+}  // namespace magray
