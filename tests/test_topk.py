@@ -117,7 +117,7 @@ def test_ids_restrict_the_search(
 def test_every_row_count_tail(isa: str, nb: int) -> None:
     rng = np.random.default_rng(nb)
     b = rng.standard_normal((nb, 37)).astype(np.float32)
-    for nq in (1, 5, 13, 25):
+    for nq in (1, 5, 13, 25, 70):
         q = rng.standard_normal((nq, 37)).astype(np.float32)
         idx, _ = topk(q, b, 7, metric="dot")
         ref = ref_scores(q, b, "dot")

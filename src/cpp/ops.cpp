@@ -1,5 +1,6 @@
 // Normalisation, exact top-k and pooling, written once over the active kernel table.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -17,6 +18,9 @@ namespace {
 // exact enough. Non-finite sums mean overflow or NaN/Inf; both take the careful path.
 constexpr float kTinySquares = 1e-30f;
 
+// Outputs at least this large are written with non-temporal stores.
+constexpr size_t kStreamBytes = SIZE_MAX;
+
 // 1/|x| for one row whose float32 sum of squares is sq; 0 for a zero row; -1 for NaN/Inf.
 double inverse_norm(const float* x, size_t d, float sq) {
     if (std::isfinite(sq) && sq >= kTinySquares) return 1.0 / std::sqrt(static_cast<double>(sq));
@@ -27,9 +31,9 @@ double inverse_norm(const float* x, size_t d, float sq) {
 
 // what names the place, e.g. "row" or "batch item"; where names the array.
 // out = x * r. A subnormal row's inverse norm exceeds float32, so such rows scale in double.
-void apply_scale(const VecKernels& K, const float* x, float* out, size_t d, double r) {
+void apply_scale(const VecKernels& K, const float* x, float* out, size_t d, double r, bool stream) {
     if (r < 1e38) {
-        K.scale(x, out, d, static_cast<float>(r));
+        (stream ? K.scale_stream : K.scale)(x, out, d, static_cast<float>(r));
         return;
     }
     for (size_t j = 0; j < d; ++j) out[j] = static_cast<float>(static_cast<double>(x[j]) * r);
@@ -76,6 +80,9 @@ public:
         worst_ = heap_.front();
     }
 
+    bool full() const { return heap_.size() == k_; }
+    float worst_key() const { return worst_.key; }
+
     // Fast reject: true when no entry with this key can enter.
     inline bool full_and_below(float key) const { return heap_.size() == k_ && key < worst_.key; }
 
@@ -101,9 +108,6 @@ size_t tile_rows(size_t d, size_t multiple) {
     return (rows + multiple - 1) / multiple * multiple;
 }
 
-// Queries below this count are scored row by row; from it on, by packed panels.
-constexpr size_t kPanelMinQueries = 4;
-
 }  // namespace
 
 void l2_normalize(const float* x, float* out, size_t n, size_t d) {
@@ -117,16 +121,18 @@ void l2_normalize(const float* x, float* out, size_t n, size_t d) {
             inv[i] = inverse_norm(x + i * d, d, sq[i]);
             if (inv[i] < 0.0) bad_row("row", i, "x");
         }
-        for (size_t i = 0; i < n; ++i) apply_scale(K, out + i * d, out + i * d, d, inv[i]);
+        for (size_t i = 0; i < n; ++i) apply_scale(K, out + i * d, out + i * d, d, inv[i], false);
         return;
     }
+    // Outputs far beyond the caches bypass them: no read-for-ownership of lines we overwrite.
+    const bool stream = n * d * sizeof(float) >= kStreamBytes;
     for (size_t i = 0; i < n; ++i) {
         const float* row = x + i * d;
         float sq;
         K.sqnorm_rows(row, 1, d, &sq);
         const double r = inverse_norm(row, d, sq);
         if (r < 0.0) bad_row("row", i, "x");
-        apply_scale(K, row, out + i * d, d, r);
+        apply_scale(K, row, out + i * d, d, r, stream);
     }
 }
 
@@ -151,7 +157,10 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
         }
     }
 
-    // Query norms (cosine) and a finite-input check on the queries.
+    const bool is_l2 = metric == Metric::l2;
+    const bool is_cos = metric == Metric::cosine;
+
+    // Query norms (cosine) and the finite-input check on the queries.
     std::vector<float> qscale(nq, 1.0f);
     {
         std::vector<float> sq(nq);
@@ -159,7 +168,7 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
         for (size_t i = 0; i < nq; ++i) {
             const double r = inverse_norm(Q + i * d, d, sq[i]);
             if (r < 0.0) bad_row("row", i, "queries");
-            if (metric == Metric::cosine) qscale[i] = static_cast<float>(r);
+            if (is_cos) qscale[i] = static_cast<float>(r);
         }
     }
 
@@ -167,27 +176,30 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
     sel.reserve(nq);
     for (size_t i = 0; i < nq; ++i) sel.emplace_back(k_out);
 
-    const bool panels = nq >= kPanelMinQueries;
-    const size_t PR = K.panel_rows, QR = K.panel_queries;
-    const size_t NB = tile_rows(d, PR);
-    const size_t n_qpanels = (nq + QR - 1) / QR;
+    const size_t QB = K.query_block;
+    const bool blocked = nq >= std::max<size_t>(2, QB / 4);
+    // The many-query path keeps a tile in L2 while every query block visits it; one query
+    // just streams, so its tiles only bound the scratch buffers.
+    const size_t NB = blocked ? tile_rows(d, 16) : 4096;
+    const size_t n_qblocks = (nq + QB - 1) / QB;
 
     std::vector<float> gathered(ids ? NB * d : 0);
-    std::vector<float> binv(NB);
-    std::vector<float> packed_base(panels ? NB * d : 0);
-    std::vector<float> packed_q(panels ? n_qpanels * QR * d : 0, 0.0f);
-    std::vector<float> scores((panels ? QR : 1) * NB);
-
-    if (panels) {
+    std::vector<float> binv(NB), sqn(NB);
+    std::vector<float> scores(blocked ? NB * QB : NB);
+    std::vector<uint64_t> masks(blocked ? NB : 0);
+    std::vector<float> thr(blocked ? n_qblocks * QB : 0, -INFINITY);
+    std::vector<float> packed_q(blocked ? n_qblocks * QB * d : 0, 0.0f);
+    if (blocked) {
+        // Pack the queries k-major (cosine: pre-scaled to unit length); padding lanes never qualify.
         for (size_t i = 0; i < nq; ++i) {
-            float* qp = packed_q.data() + (i / QR) * QR * d;
-            const size_t lane = i % QR;
+            float* qp = packed_q.data() + (i / QB) * QB * d;
+            const size_t lane = i % QB;
             const float* q = Q + i * d;
-            for (size_t k = 0; k < d; ++k) qp[k * QR + lane] = q[k];
+            for (size_t k = 0; k < d; ++k) qp[k * QB + lane] = q[k] * qscale[i];
         }
+        for (size_t i = nq; i < n_qblocks * QB; ++i) thr[i] = INFINITY;
     }
 
-    const bool is_l2 = metric == Metric::l2;
     for (size_t t0 = 0; t0 < n; t0 += NB) {
         const size_t m = std::min(NB, n - t0);
         const float* T = B + t0 * d;
@@ -200,68 +212,79 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
         auto row_index = [&](size_t r) -> int64_t {
             return ids ? ids[t0 + r] : static_cast<int64_t>(t0 + r);
         };
-        if (metric == Metric::cosine) {
-            K.sqnorm_rows(T, m, d, binv.data());
+        // A key that is not finite: NaN/Inf in the row, or a product that overflowed.
+        auto not_finite = [&](size_t r) {
+            if (careful_norm(T + r * d, d) < 0.0) bad_row("row", static_cast<size_t>(row_index(r)), "base");
+            throw std::invalid_argument("the score of base row " + std::to_string(row_index(r)) +
+                                        " overflows float32; scale the vectors down (for example normalise them)");
+        };
+        auto inverse_norms = [&](const float* sq) {
+            // A branch-free loop the compiler vectorises; rows outside the safe range are
+            // marked and redone carefully (zero rows, overflow, NaN/Inf).
+            float* bi = binv.data();
             for (size_t r = 0; r < m; ++r) {
-                const double v = inverse_norm(T + r * d, d, binv[r]);
-                if (v < 0.0) bad_row("row", static_cast<size_t>(row_index(r)), "base");
-                binv[r] = static_cast<float>(v);
+                const float v = sq[r];
+                const bool ok = v >= kTinySquares && v <= FLT_MAX;
+                bi[r] = ok ? 1.0f / std::sqrt(ok ? v : 1.0f) : -1.0f;
             }
-        }
-
-        // Turn raw kernel output into keys and offer them to query i's selector.
-        auto offer = [&](size_t i, const float* s) {
-            Selector& S = sel[i];
-            const float qs = qscale[i];
             for (size_t r = 0; r < m; ++r) {
-                float key = s[r];
-                if (metric == Metric::cosine) key = key * qs * binv[r];
-                else if (is_l2) key = -key;
-                if (!std::isfinite(key)) {
-                    if (metric != Metric::cosine &&
-                        careful_norm(T + r * d, d) < 0.0)
-                        bad_row("row", static_cast<size_t>(row_index(r)), "base");
-                    throw std::invalid_argument(
-                        "the score of base row " + std::to_string(row_index(r)) +
-                        " overflows float32; scale the vectors down (for example normalise them)");
-                }
-                if (S.full_and_below(key)) continue;
-                S.push(key, row_index(r));
+                if (bi[r] >= 0.0f) continue;
+                const double v = inverse_norm(T + r * d, d, sq[r]);
+                if (v < 0.0) bad_row("row", static_cast<size_t>(row_index(r)), "base");
+                bi[r] = static_cast<float>(v);
             }
         };
 
-        if (!panels) {
+        if (!blocked) {
             for (size_t i = 0; i < nq; ++i) {
-                if (is_l2) K.l2_rows(Q + i * d, T, m, d, scores.data());
-                else K.dot_rows(Q + i * d, T, m, d, scores.data());
-                offer(i, scores.data());
+                const float* q = Q + i * d;
+                if (is_l2) {
+                    K.l2_rows(q, T, m, d, scores.data());
+                } else if (is_cos && i == 0) {
+                    K.dot_norm_rows(q, T, m, d, scores.data(), sqn.data());
+                    inverse_norms(sqn.data());
+                } else {
+                    K.dot_rows(q, T, m, d, scores.data());
+                }
+                Selector& S = sel[i];
+                const float qs = qscale[i];
+                for (size_t r = 0; r < m; ++r) {
+                    float key = scores[r];
+                    if (is_cos) key = key * qs * binv[r];
+                    else if (is_l2) key = -key;
+                    if (!std::isfinite(key)) not_finite(r);
+                    if (S.full_and_below(key)) continue;
+                    S.push(key, row_index(r));
+                }
             }
             continue;
         }
 
-        // Pack the tile into k-major panels of PR rows, zero-padding the last one.
-        const size_t n_panels = (m + PR - 1) / PR;
-        for (size_t p = 0; p < n_panels; ++p) {
-            float* P = packed_base.data() + p * PR * d;
-            const size_t rows = std::min(PR, m - p * PR);
-            for (size_t r = 0; r < rows; ++r) {
-                const float* src = T + (p * PR + r) * d;
-                for (size_t k = 0; k < d; ++k) P[k * PR + r] = src[k];
-            }
-            for (size_t r = rows; r < PR; ++r)
-                for (size_t k = 0; k < d; ++k) P[k * PR + r] = 0.0f;
+        if (is_cos) {
+            K.sqnorm_rows(T, m, d, sqn.data());
+            inverse_norms(sqn.data());
         }
-        const size_t ldo = n_panels * PR;
-        for (size_t qp = 0; qp < n_qpanels; ++qp) {
-            const size_t q0 = qp * QR;
-            const size_t nqp = std::min(QR, nq - q0);
-            const float* Qp = packed_q.data() + qp * QR * d;
-            for (size_t p = 0; p < n_panels; ++p) {
-                const float* P = packed_base.data() + p * PR * d;
-                if (is_l2) K.l2_panel(Qp, nqp, P, d, scores.data() + p * PR, ldo);
-                else K.dot_panel(Qp, nqp, P, d, scores.data() + p * PR, ldo);
+        for (size_t qb = 0; qb < n_qblocks; ++qb) {
+            float* th = thr.data() + qb * QB;
+            const uint64_t any = K.block_keys(packed_q.data() + qb * QB * d, T, m, d,
+                                              is_cos ? binv.data() : nullptr, is_l2, th,
+                                              scores.data(), masks.data());
+            if (!any) continue;
+            for (size_t r = 0; r < m; ++r) {
+                uint64_t bits = masks[r];
+                while (bits) {
+                    const size_t lane = static_cast<size_t>(__builtin_ctzll(bits));
+                    bits &= bits - 1;
+                    const size_t i = qb * QB + lane;
+                    const float key = scores[r * QB + lane];
+                    if (!std::isfinite(key)) not_finite(r);
+                    if (i >= nq) continue;
+                    Selector& S = sel[i];
+                    if (S.full_and_below(key)) continue;
+                    S.push(key, row_index(r));
+                    if (S.full()) th[lane] = S.worst_key();
+                }
             }
-            for (size_t i = 0; i < nqp; ++i) offer(q0 + i, scores.data() + i * ldo);
         }
     }
 
@@ -298,7 +321,7 @@ void mean_pool(const float* hidden, const void* mask, bool mask_is_int64, size_t
         } else if (!std::isfinite(sq) && careful_norm(acc, d) < 0.0) {
             bad_row("batch item", bi, "hidden");
         }
-        apply_scale(K, acc, acc, d, factor);
+        apply_scale(K, acc, acc, d, factor, false);
     }
 }
 

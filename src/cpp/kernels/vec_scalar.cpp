@@ -1,12 +1,16 @@
 // Scalar reference kernels: the definition every SIMD kernel is tested against.
 // Plain loops in float32, no reassociation (the build has no -ffast-math).
+#include <cfloat>
+#include <cmath>
+
 #include "magray/kernels.hpp"
 
 namespace magray {
 namespace {
 
-constexpr size_t kPanelRows = 8;
-constexpr size_t kPanelQueries = 4;
+constexpr size_t kQueryBlock = 8;
+
+void sqnorm_rows(const float* B, size_t nb, size_t d, float* out);
 
 void dot_rows(const float* q, const float* B, size_t nb, size_t d, float* out) {
     for (size_t j = 0; j < nb; ++j) {
@@ -15,6 +19,12 @@ void dot_rows(const float* q, const float* B, size_t nb, size_t d, float* out) {
         for (size_t k = 0; k < d; ++k) s += q[k] * b[k];
         out[j] = s;
     }
+}
+
+void dot_norm_rows(const float* q, const float* B, size_t nb, size_t d, float* dots,
+                   float* sqnorms) {
+    dot_rows(q, B, nb, d, dots);
+    sqnorm_rows(B, nb, d, sqnorms);
 }
 
 void l2_rows(const float* q, const float* B, size_t nb, size_t d, float* out) {
@@ -38,31 +48,33 @@ void sqnorm_rows(const float* B, size_t nb, size_t d, float* out) {
     }
 }
 
-void dot_panel(const float* Qp, size_t nq, const float* P, size_t d, float* out, size_t ldo) {
-    for (size_t i = 0; i < nq; ++i) {
-        float acc[kPanelRows] = {};
+uint64_t block_keys(const float* Qp, const float* B, size_t nb, size_t d, const float* bscale,
+                    bool l2, const float* thr, float* keys, uint64_t* masks) {
+    uint64_t any = 0;
+    for (size_t r = 0; r < nb; ++r) {
+        const float* b = B + r * d;
+        float acc[kQueryBlock] = {};
         for (size_t k = 0; k < d; ++k) {
-            const float* p = P + k * kPanelRows;
-            const float qk = Qp[k * kPanelQueries + i];
-            for (size_t r = 0; r < kPanelRows; ++r) acc[r] += qk * p[r];
-        }
-        for (size_t r = 0; r < kPanelRows; ++r) out[i * ldo + r] = acc[r];
-    }
-}
-
-void l2_panel(const float* Qp, size_t nq, const float* P, size_t d, float* out, size_t ldo) {
-    for (size_t i = 0; i < nq; ++i) {
-        float acc[kPanelRows] = {};
-        for (size_t k = 0; k < d; ++k) {
-            const float* p = P + k * kPanelRows;
-            const float qk = Qp[k * kPanelQueries + i];
-            for (size_t r = 0; r < kPanelRows; ++r) {
-                const float t = qk - p[r];
-                acc[r] += t * t;
+            const float* q = Qp + k * kQueryBlock;
+            for (size_t i = 0; i < kQueryBlock; ++i) {
+                if (l2) {
+                    const float t = q[i] - b[k];
+                    acc[i] += t * t;
+                } else {
+                    acc[i] += q[i] * b[k];
+                }
             }
         }
-        for (size_t r = 0; r < kPanelRows; ++r) out[i * ldo + r] = acc[r];
+        uint64_t m = 0;
+        for (size_t i = 0; i < kQueryBlock; ++i) {
+            float key = l2 ? -acc[i] : (bscale ? acc[i] * bscale[r] : acc[i]);
+            keys[r * kQueryBlock + i] = key;
+            if (!(key < thr[i]) || !(std::fabs(key) <= FLT_MAX)) m |= uint64_t{1} << i;
+        }
+        masks[r] = m;
+        any |= m;
     }
+    return any;
 }
 
 void scale(const float* x, float* out, size_t d, float s) {
@@ -74,8 +86,8 @@ void axpy(float* acc, const float* x, size_t d, float w) {
 }
 
 const VecKernels kTable = {
-    Isa::scalar, dot_rows, l2_rows, sqnorm_rows, kPanelRows, kPanelQueries,
-    dot_panel,   l2_panel, scale,   axpy,
+    Isa::scalar, dot_rows, dot_norm_rows, l2_rows, sqnorm_rows, kQueryBlock,
+    block_keys,  scale,    scale,         axpy,
 };
 
 }  // namespace

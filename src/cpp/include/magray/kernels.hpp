@@ -17,23 +17,31 @@ struct VecKernels {
 
     // out[j] = <q, B[j]> for j < nb.
     void (*dot_rows)(const float* q, const float* B, size_t nb, size_t d, float* out);
+    // dots[j] = <q, B[j]> and sqnorms[j] = |B[j]|^2 in one pass over B (cosine, one query).
+    void (*dot_norm_rows)(const float* q, const float* B, size_t nb, size_t d, float* dots,
+                          float* sqnorms);
     // out[j] = |q - B[j]|^2 for j < nb.
     void (*l2_rows)(const float* q, const float* B, size_t nb, size_t d, float* out);
     // out[j] = |B[j]|^2 for j < nb.
     void (*sqnorm_rows)(const float* B, size_t nb, size_t d, float* out);
 
-    // Packed-panel products, the GEMM-like path for many queries. Both operands are packed
-    // k-major and zero-padded: a base panel holds panel_rows rows, P[k * panel_rows + r] = B[r][k];
-    // a query panel holds panel_queries rows, Qp[k * panel_queries + i] = Q[i][k].
-    // The kernel writes the first nq (<= panel_queries) rows of the block:
-    //   dot: out[i * ldo + r] = <Q[i], B[r]>     l2: out[i * ldo + r] = |Q[i] - B[r]|^2
-    size_t panel_rows;
-    size_t panel_queries;
-    void (*dot_panel)(const float* Qp, size_t nq, const float* P, size_t d, float* out, size_t ldo);
-    void (*l2_panel)(const float* Qp, size_t nq, const float* P, size_t d, float* out, size_t ldo);
+    // The many-query path, shaped like a matrix product with the top-k filter fused in.
+    // Queries come packed k-major in blocks of query_block lanes, Qp[k * query_block + i]
+    // (zero-padded). For every base row r < nb (row-major, stride d) and lane i:
+    //   key = <Q_i, B_r> * (bscale ? bscale[r] : 1)     (l2 == false)
+    //   key = -|Q_i - B_r|^2                             (l2 == true)
+    // keys[r * query_block + i] = key, and bit i of masks[r] is set when key could enter
+    // lane i's top-k (!(key < thr[i])) or is not finite, so the caller only visits those.
+    // Returns the OR of all masks.
+    size_t query_block;
+    uint64_t (*block_keys)(const float* Qp, const float* B, size_t nb, size_t d,
+                           const float* bscale, bool l2, const float* thr, float* keys,
+                           uint64_t* masks);
 
     // out[j] = x[j] * s (out may alias x).
     void (*scale)(const float* x, float* out, size_t d, float s);
+    // The same with non-temporal stores for outputs far larger than the caches (out != x).
+    void (*scale_stream)(const float* x, float* out, size_t d, float s);
     // acc[j] += w * x[j].
     void (*axpy)(float* acc, const float* x, size_t d, float w);
 };

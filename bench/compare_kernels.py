@@ -1,0 +1,171 @@
+"""Kernel bars: magray.kernels against named peers, same process, same data, one thread.
+
+Prints the median time of each side and the ratio of medians (peer / magray: > 1 means
+magray is faster). Run from a checkout with the package installed:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare_kernels.py
+
+(The OpenBLAS variables are unset so numpy runs its best kernel for this CPU.)
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread everywhere, set before numpy or faiss load their BLAS.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from magray import kernels  # noqa: E402
+
+
+def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], None] | None = None) -> float:
+    fn()  # warm-up: page faults, caches, lazy imports
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+ROWS: list[tuple[str, float, float, float, str]] = []
+
+
+def report(name: str, ours: float, peer: float, bar: float, peer_name: str) -> None:
+    ratio = peer / ours
+    ROWS.append((name, ours, peer, ratio, f">= {bar}x" if bar else ""))
+    verdict = "PASS" if ratio >= bar else "FAIL"
+    print(
+        f"{name:<34} magray {ours * 1e3:9.3f} ms   {peer_name:<28} {peer * 1e3:9.3f} ms"
+        f"   ratio {ratio:6.2f}x  (bar >= {bar}x: {verdict})",
+        flush=True,
+    )
+
+
+def bench_hash(repeat: int) -> None:
+    import xxhash
+
+    rng = np.random.default_rng(0)
+    alphabet = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ0123456789.,;é漢字😀"
+    lengths = rng.integers(20, 301, size=100_000)
+    chars = rng.integers(0, len(alphabet), size=int(lengths.sum()))
+    text = "".join(alphabet[c] for c in chars)
+    base, pos = [], 0
+    for n in lengths:
+        base.append(text[pos : pos + n])
+        pos += n
+    # Fresh str objects each round, so neither side profits from a cached UTF-8 form.
+    items: list[str] = []
+
+    def fresh() -> None:
+        items[:] = [(s + ".")[:-1] for s in base]
+
+    fresh()
+    digest = xxhash.xxh3_128_digest
+    ours = median_time(lambda: kernels.hash128_many(items), repeat, fresh)
+    peer = median_time(lambda: [digest(s.encode()) for s in items], repeat, fresh)
+    report("hash128_many 100k strings", ours, peer, 4.0, "python loop xxh3_128_digest")
+
+    blob = rng.integers(0, 256, size=16 * 1024 * 1024, dtype=np.uint8).tobytes()
+    ours = median_time(lambda: kernels.hash128(blob), repeat * 3)
+    peer = median_time(lambda: digest(blob), repeat * 3)
+    report("hash128 16 MiB", ours, peer, 0.8, "xxh3_128_digest")
+
+
+def bench_normalize(repeat: int) -> None:
+    x = np.random.default_rng(1).standard_normal((100_000, 384)).astype(np.float32)
+    ours = median_time(lambda: kernels.l2_normalize(x), repeat)
+    peer = median_time(lambda: x / np.linalg.norm(x, axis=1, keepdims=True), repeat)
+    report("l2_normalize 100k x 384", ours, peer, 3.0, "x / np.linalg.norm")
+
+
+def bench_topk(repeat: int) -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((100_000, 384)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    queries = rng.standard_normal((256, 384)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    q = queries[0].copy()
+    k = 10
+
+    def numpy_one() -> np.ndarray:
+        s = base @ q
+        part = np.argpartition(-s, k)[:k]
+        return part[np.argsort(-s[part], kind="stable")]
+
+    def numpy_many() -> np.ndarray:
+        s = queries @ base.T
+        part = np.argpartition(-s, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, part, 1), axis=1, kind="stable")
+        return np.take_along_axis(part, order, 1)
+
+    index = faiss.IndexFlatIP(384)
+    index.add(base)
+    ours_idx, _ = kernels.topk(q, base, k)
+    assert (ours_idx == numpy_one()).all(), "magray and numpy disagree on the 1-query result"
+    ours = median_time(lambda: kernels.topk(q, base, k), repeat * 5)
+    peer = median_time(numpy_one, repeat * 5)
+    report("topk 1 query, 100k x 384", ours, peer, 1.3, "numpy argpartition(base @ q)")
+    peer = median_time(lambda: index.search(q[None, :], k), repeat * 5)
+    report("topk 1 query vs faiss", ours, peer, 1 / 1.1, "faiss IndexFlatIP (1 thread)")
+
+    ours_idx, _ = kernels.topk(queries, base, k)
+    agree = (ours_idx == numpy_many()).mean()
+    ours = median_time(lambda: kernels.topk(queries, base, k), repeat)
+    peer = median_time(numpy_many, repeat)
+    report("topk 256 queries, 100k x 384", ours, peer, 1.5, "numpy Q @ base.T + argpartition")
+    print(f"  (256-query results agree with numpy on {agree:.4%} of positions)")
+
+
+def bench_pool(repeat: int) -> None:
+    rng = np.random.default_rng(3)
+    h = rng.standard_normal((32, 256, 384)).astype(np.float32)
+    lengths = rng.integers(8, 257, size=32)
+    m = (np.arange(256)[None, :] < lengths[:, None]).astype(np.int64)
+
+    def numpy_pool() -> np.ndarray:
+        e = (h * m[..., None]).sum(1) / m.sum(1, keepdims=True)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    np.testing.assert_allclose(kernels.mean_pool(h, m), numpy_pool(), rtol=1e-4, atol=1e-5)
+    ours = median_time(lambda: kernels.mean_pool(h, m), repeat * 5)
+    peer = median_time(numpy_pool, repeat * 5)
+    report("mean_pool (32, 256, 384) ragged", ours, peer, 3.0, "numpy masked mean + normalise")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=11, help="timed rounds per side (median taken)")
+    ap.add_argument("--only", choices=["hash", "normalize", "topk", "pool"], action="append")
+    args = ap.parse_args()
+    info = kernels.cpu_info()
+    print(f"magray kernels: isa={info['isa']} (best {info['best']}), one thread; numpy {np.__version__}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            print(f"  {pool.get('internal_api')}: {pool.get('architecture')}, {pool.get('num_threads')} thread(s)")
+    except ImportError:
+        pass
+    todo = args.only or ["hash", "normalize", "topk", "pool"]
+    for name in todo:
+        globals()[f"bench_{name}"](args.repeat)
+    failed = [r for r in ROWS if r[4] and r[3] < float(r[4].split()[1].rstrip("x"))]
+    print(f"\n{len(ROWS) - len(failed)} of {len(ROWS)} bars met")
+
+
+if __name__ == "__main__":
+    main()
