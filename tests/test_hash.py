@@ -85,3 +85,24 @@ def test_rejects_ambiguous_inputs() -> None:
 def test_empty_batch() -> None:
     out = hash128_many([])
     assert out.shape == (0, 16)
+
+
+@pytest.mark.parametrize("wide", ["é", "Ω", "漢", "😀", "\x80", "\uffff", "\U0010ffff"])
+def test_every_string_storage_width_and_ascii_run(wide: str) -> None:
+    # CPython stores str as latin-1, UCS-2 or UCS-4; ASCII runs of every length around the
+    # encoder's 8-byte steps must come out as the same UTF-8 as str.encode().
+    items = []
+    for run in range(0, 40):
+        items += ["a" * run + wide, wide + "b" * run, "c" * run + wide + "d" * (run % 9)]
+    out = hash128_many(items)
+    for i, s in enumerate(items):
+        expected = oracle(s.encode("utf-8"))
+        assert out[i].tobytes() == expected, repr(s)
+        assert hash128(s) == expected
+
+
+def test_lone_surrogate_is_refused_like_str_encode() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        hash128_many(["fine", "bad \ud800 here"])
+    with pytest.raises(UnicodeEncodeError):
+        hash128("x" * 100_000 + "\udfff")

@@ -169,7 +169,9 @@ def test_empty_inputs() -> None:
     assert idx.shape == (3, 0) and sc.shape == (3, 0)
     idx, sc = topk(np.ones((0, 4), np.float32), np.ones((10, 4), np.float32), 5)
     assert idx.shape == (0, 5)
-    idx, sc = topk(np.ones((2, 4), np.float32), np.ones((10, 4), np.float32), 5, ids=np.array([], np.int64))
+    idx, sc = topk(
+        np.ones((2, 4), np.float32), np.ones((10, 4), np.float32), 5, ids=np.array([], np.int64)
+    )
     assert idx.shape == (2, 0)
 
 

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "magray/hash.hpp"
 #include "magray/kernels.hpp"
 #include "magray/ops.hpp"
+#include "magray/utf8.hpp"
 
 namespace py = pybind11;
 using namespace magray;
@@ -45,22 +47,60 @@ py::array checked_f32(const py::handle& obj, const char* name, int ndim_lo, int 
     return a;
 }
 
-struct Bytes {
-    const char* data;
-    size_t len;
+// What one item hashes: raw bytes (width 0: bytes, or ASCII str whose storage is its
+// UTF-8), or str code units of width 1, 2 or 4 still to be encoded as UTF-8.
+struct Item {
+    const void* data;
+    size_t len;  // bytes for width 0, code units otherwise
+    int width;
 };
 
-// str as UTF-8, or bytes; anything else is rejected (its bytes would be ambiguous).
-Bytes as_bytes(PyObject* o, const char* name) {
-    if (PyBytes_Check(o)) return {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o))};
+// name_of() is called only on error, so the hot path builds no strings.
+template <typename NameFn>
+Item as_item(PyObject* o, NameFn name_of) {
+    if (PyBytes_Check(o)) return {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o)), 0};
     if (PyUnicode_Check(o)) {
-        Py_ssize_t n = 0;
-        const char* p = PyUnicode_AsUTF8AndSize(o, &n);
-        if (p == nullptr) throw py::error_already_set();
-        return {p, static_cast<size_t>(n)};
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(o) < 0) throw py::error_already_set();
+#endif
+        const size_t n = static_cast<size_t>(PyUnicode_GET_LENGTH(o));
+        if (PyUnicode_IS_COMPACT_ASCII(o)) return {PyUnicode_DATA(o), n, 0};
+        return {PyUnicode_DATA(o), n, static_cast<int>(PyUnicode_KIND(o))};
     }
-    throw py::type_error(std::string(name) + " is " + Py_TYPE(o)->tp_name +
-                         "; pass str (hashed as UTF-8) or bytes");
+    throw py::type_error(name_of() + " is " + Py_TYPE(o)->tp_name + "; pass str (hashed as UTF-8) or bytes");
+}
+
+// Hashes items[i] into out + 16 * i without touching Python objects (safe without the GIL
+// while the items are kept alive). Returns the index of an unencodable str, or SIZE_MAX.
+size_t hash_items(const Item* items, size_t n, uint64_t seed, uint8_t* out, char* scratch) {
+    const Isa isa = active_isa();
+    for (size_t i = 0; i < n; ++i) {
+        if (i + 4 < n) __builtin_prefetch(items[i + 4].data);
+        const Item& it = items[i];
+        const void* p = it.data;
+        size_t len = it.len;
+        if (it.width != 0) {
+            len = utf8_encode(it.data, it.len, it.width, scratch);
+            if (len == SIZE_MAX) return i;
+            p = scratch;
+        }
+        hash128_canonical(xxh3_128(p, len, seed, isa), out + 16 * i);
+    }
+    return SIZE_MAX;
+}
+
+size_t scratch_size(const Item* items, size_t n) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; ++i)
+        if (items[i].width != 0) m = std::max(m, utf8_max_size(items[i].len, items[i].width));
+    return m;
+}
+
+// Raises the UnicodeEncodeError that str.encode("utf-8") gives for this object.
+[[noreturn]] void raise_unencodable(PyObject* o) {
+    Py_ssize_t n = 0;
+    if (PyUnicode_AsUTF8AndSize(o, &n) == nullptr) throw py::error_already_set();
+    throw py::value_error("a str could not be encoded as UTF-8");
 }
 
 uint64_t to_seed(const py::int_& seed) {
@@ -74,7 +114,7 @@ uint64_t to_seed(const py::int_& seed) {
 
 py::bytes hash128(py::handle data, py::int_ seed) {
     const uint64_t s = to_seed(seed);
-    Hash128 h;
+    uint8_t out[16];
     if (PyByteArray_Check(data.ptr()) || PyMemoryView_Check(data.ptr())) {
         // Hashed with the GIL held: a bytearray could otherwise change under us.
         Py_buffer view;
@@ -82,20 +122,21 @@ py::bytes hash128(py::handle data, py::int_ seed) {
             PyErr_Clear();
             throw py::type_error("data must be a C-contiguous buffer; pass bytes(data)");
         }
-        h = xxh3_128(view.buf, static_cast<size_t>(view.len), s, active_isa());
+        hash128_canonical(xxh3_128(view.buf, static_cast<size_t>(view.len), s, active_isa()), out);
         PyBuffer_Release(&view);
     } else {
-        const Bytes b = as_bytes(data.ptr(), "data");
-        if (b.len >= kReleaseGilBytes) {
+        const Item item = as_item(data.ptr(), [] { return std::string("data"); });
+        std::vector<char> scratch(scratch_size(&item, 1));
+        size_t bad;
+        if (item.len >= kReleaseGilBytes) {
             py::gil_scoped_release nogil;
-            h = xxh3_128(b.data, b.len, s, active_isa());
+            bad = hash_items(&item, 1, s, out, scratch.data());
         } else {
-            h = xxh3_128(b.data, b.len, s, active_isa());
+            bad = hash_items(&item, 1, s, out, scratch.data());
         }
+        if (bad != SIZE_MAX) raise_unencodable(data.ptr());
     }
-    char out[16];
-    hash128_canonical(h, reinterpret_cast<uint8_t*>(out));
-    return py::bytes(out, 16);
+    return py::bytes(reinterpret_cast<const char*>(out), 16);
 }
 
 py::array_t<uint8_t> hash128_many(py::handle items, py::int_ seed) {
@@ -103,39 +144,55 @@ py::array_t<uint8_t> hash128_many(py::handle items, py::int_ seed) {
     if (PyUnicode_Check(items.ptr()) || PyBytes_Check(items.ptr()))
         throw py::type_error("items must be a sequence of str or bytes, not a single " +
                              std::string(Py_TYPE(items.ptr())->tp_name) + "; use hash128() for one item");
-    // A tuple owns its items, so the pointers below stay valid without the GIL even if
-    // another thread changes the caller's list meanwhile.
-    py::tuple seq = py::reinterpret_steal<py::tuple>(PySequence_Tuple(items.ptr()));
-    if (!seq) {
-        PyErr_Clear();
-        throw py::type_error("items must be a sequence of str or bytes");
+    // Without the GIL the items must stay alive even if another thread edits the caller's
+    // sequence: a tuple's items live as long as the tuple, so tuples (and other sequences,
+    // copied into one) are hashed without the GIL. A list is hashed with the GIL held:
+    // taking a reference to every item first would cost more than the hashing.
+    py::object holder;
+    PyObject** objs = nullptr;
+    size_t n = 0;
+    bool may_release = true;
+    if (PyList_Check(items.ptr())) {
+        n = static_cast<size_t>(PyList_GET_SIZE(items.ptr()));
+        objs = n ? &PyList_GET_ITEM(items.ptr(), 0) : nullptr;
+        may_release = false;
+    } else {
+        holder = PyTuple_Check(items.ptr())
+                     ? py::reinterpret_borrow<py::object>(items)
+                     : py::reinterpret_steal<py::object>(PySequence_Tuple(items.ptr()));
+        if (!holder) {
+            PyErr_Clear();
+            throw py::type_error("items must be a sequence of str or bytes");
+        }
+        n = static_cast<size_t>(PyTuple_GET_SIZE(holder.ptr()));
+        objs = n ? &PyTuple_GET_ITEM(holder.ptr(), 0) : nullptr;
     }
-    const size_t n = static_cast<size_t>(PyTuple_GET_SIZE(seq.ptr()));
-    std::vector<Bytes> views(n);
+    std::vector<Item> views(n);
     size_t total = 0;
     for (size_t i = 0; i < n; ++i) {
-        PyObject* o = PyTuple_GET_ITEM(seq.ptr(), static_cast<Py_ssize_t>(i));
+        // Objects are scattered over the heap: ask for headers well before they are read.
+        if (i + 32 < n) __builtin_prefetch(objs[i + 32]);
+        PyObject* o = objs[i];
         if (PyBytes_Check(o)) {
-            views[i] = {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o))};
+            views[i] = {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o)), 0};
+        } else if (PyUnicode_Check(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
+            views[i] = {PyUnicode_DATA(o), static_cast<size_t>(PyUnicode_GET_LENGTH(o)), 0};
         } else {
-            const std::string name = "items[" + std::to_string(i) + "]";
-            views[i] = as_bytes(o, name.c_str());
+            views[i] = as_item(o, [i] { return "items[" + std::to_string(i) + "]"; });
         }
         total += views[i].len;
     }
     py::array_t<uint8_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(16)});
     uint8_t* dst = out.mutable_data();
-    const Isa isa = active_isa();
-    auto work = [&]() {
-        for (size_t i = 0; i < n; ++i)
-            hash128_canonical(xxh3_128(views[i].data, views[i].len, s, isa), dst + 16 * i);
-    };
-    if (total >= kReleaseGilBytes) {
+    std::vector<char> scratch(scratch_size(views.data(), n));
+    size_t bad;
+    if (may_release && total >= kReleaseGilBytes) {
         py::gil_scoped_release nogil;
-        work();
+        bad = hash_items(views.data(), n, s, dst, scratch.data());
     } else {
-        work();
+        bad = hash_items(views.data(), n, s, dst, scratch.data());
     }
+    if (bad != SIZE_MAX) raise_unencodable(objs[bad]);
     return out;
 }
 
