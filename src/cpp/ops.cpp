@@ -31,9 +31,9 @@ double inverse_norm(const float* x, size_t d, float sq) {
 
 // what names the place, e.g. "row" or "batch item"; where names the array.
 // out = x * r. A subnormal row's inverse norm exceeds float32, so such rows scale in double.
-void apply_scale(const VecKernels& K, const float* x, float* out, size_t d, double r, bool stream) {
+void apply_scale(const VecKernels& K, const float* x, float* out, size_t d, double r) {
     if (r < 1e38) {
-        (stream ? K.scale_stream : K.scale)(x, out, d, static_cast<float>(r));
+        K.scale(x, out, d, static_cast<float>(r));
         return;
     }
     for (size_t j = 0; j < d; ++j) out[j] = static_cast<float>(static_cast<double>(x[j]) * r);
@@ -121,18 +121,22 @@ void l2_normalize(const float* x, float* out, size_t n, size_t d) {
             inv[i] = inverse_norm(x + i * d, d, sq[i]);
             if (inv[i] < 0.0) bad_row("row", i, "x");
         }
-        for (size_t i = 0; i < n; ++i) apply_scale(K, out + i * d, out + i * d, d, inv[i], false);
+        for (size_t i = 0; i < n; ++i) apply_scale(K, out + i * d, out + i * d, d, inv[i]);
         return;
     }
-    // Outputs far beyond the caches bypass them: no read-for-ownership of lines we overwrite.
-    const bool stream = n * d * sizeof(float) >= kStreamBytes;
-    for (size_t i = 0; i < n; ++i) {
-        const float* row = x + i * d;
-        float sq;
-        K.sqnorm_rows(row, 1, d, &sq);
-        const double r = inverse_norm(row, d, sq);
-        if (r < 0.0) bad_row("row", i, "x");
-        apply_scale(K, row, out + i * d, d, r, stream);
+    // Blocks of rows: their norms come from one interleaved pass, then each row is scaled
+    // while the block is still in cache.
+    constexpr size_t kBlock = 16;
+    float sq[kBlock];
+    for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+        const size_t m = std::min(kBlock, n - i0);
+        K.sqnorm_rows(x + i0 * d, m, d, sq);
+        for (size_t r = 0; r < m; ++r) {
+            const size_t i = i0 + r;
+            const double inv = inverse_norm(x + i * d, d, sq[r]);
+            if (inv < 0.0) bad_row("row", i, "x");
+            apply_scale(K, x + i * d, out + i * d, d, inv);
+        }
     }
 }
 
@@ -321,7 +325,7 @@ void mean_pool(const float* hidden, const void* mask, bool mask_is_int64, size_t
         } else if (!std::isfinite(sq) && careful_norm(acc, d) < 0.0) {
             bad_row("batch item", bi, "hidden");
         }
-        apply_scale(K, acc, acc, d, factor, false);
+        apply_scale(K, acc, acc, d, factor);
     }
 }
 

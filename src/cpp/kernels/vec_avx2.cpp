@@ -39,8 +39,6 @@ struct S {
     static inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
     static inline void store_tail(float* p, V v, size_t n) { _mm256_maskstore_ps(p, mask(n), v); }
     static inline V neg(V v) { return _mm256_xor_ps(v, _mm256_set1_ps(-0.0f)); }
-    static inline void stream(float* p, V v) { _mm256_stream_ps(p, v); }
-    static inline void fence() { _mm_sfence(); }
     static inline uint64_t candidates(V key, V thr) {
         const V mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), key);
         const V m = _mm256_or_ps(_mm256_cmp_ps(key, thr, _CMP_NLT_UQ),

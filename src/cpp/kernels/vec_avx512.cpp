@@ -34,8 +34,6 @@ struct S {
     static inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
     static inline void store_tail(float* p, V v, size_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
     static inline V neg(V v) { return _mm512_xor_ps(v, _mm512_set1_ps(-0.0f)); }
-    static inline void stream(float* p, V v) { _mm512_stream_ps(p, v); }
-    static inline void fence() { _mm_sfence(); }
     static inline uint64_t candidates(V key, V thr) {
         const V mag = _mm512_andnot_ps(_mm512_set1_ps(-0.0f), key);
         return static_cast<uint64_t>(_mm512_cmp_ps_mask(key, thr, _CMP_NLT_UQ) |

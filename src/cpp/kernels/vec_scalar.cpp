@@ -86,8 +86,7 @@ void axpy(float* acc, const float* x, size_t d, float w) {
 }
 
 const VecKernels kTable = {
-    Isa::scalar, dot_rows, dot_norm_rows, l2_rows, sqnorm_rows, kQueryBlock,
-    block_keys,  scale,    scale,         axpy,
+    Isa::scalar, dot_rows, dot_norm_rows, l2_rows, sqnorm_rows, kQueryBlock, block_keys, scale, axpy,
 };
 
 }  // namespace

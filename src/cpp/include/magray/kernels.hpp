@@ -40,8 +40,6 @@ struct VecKernels {
 
     // out[j] = x[j] * s (out may alias x).
     void (*scale)(const float* x, float* out, size_t d, float s);
-    // The same with non-temporal stores for outputs far larger than the caches (out != x).
-    void (*scale_stream)(const float* x, float* out, size_t d, float s);
     // acc[j] += w * x[j].
     void (*axpy)(float* acc, const float* x, size_t d, float w);
 };
