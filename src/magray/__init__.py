@@ -1,23 +1,134 @@
 """magray: a local memory engine for AI agents.
 
-Heavy parts (numpy, the native extension) load on first use, so ``import magray`` and
-``magray --help`` stay instant.
+    import magray
+
+    with magray.open() as mem:                      # the default store (MAGRAY_HOME)
+        mem.add("the deploy key lives in the vault", tags=["ops"])
+        for hit in mem.search("where is the deploy key?"):
+            print(hit.score, hit.record.text)
+
+Heavy parts (numpy, RocksDB, hnswlib, the native extension) load on first use, so
+``import magray`` and ``magray --help`` stay instant.
 """
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from magray.errors import (
+    BackupError,
+    CorruptStoreError,
+    EmbedderMismatchError,
+    InvalidInputError,
+    MagrayError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreError,
+    StoreLockedError,
+)
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "kernels"]
+__all__ = [
+    "BackupError",
+    "CorruptStoreError",
+    "EmbedderMismatchError",
+    "Hit",
+    "ImportReport",
+    "InvalidInputError",
+    "Layer",
+    "LifecycleReport",
+    "MagrayError",
+    "Memory",
+    "MemoryConfig",
+    "NotFoundError",
+    "ReadOnlyError",
+    "Record",
+    "StoreError",
+    "StoreLockedError",
+    "__version__",
+    "kernels",
+    "open",
+    "restore",
+]
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from magray import kernels
+    from magray.config import MemoryConfig
+    from magray.memory.engine import Memory
+    from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Record
+
+_LAZY = {
+    "kernels": ("magray.kernels", None),
+    "Memory": ("magray.memory.engine", "Memory"),
+    "MemoryConfig": ("magray.config", "MemoryConfig"),
+    "Hit": ("magray.memory.record", "Hit"),
+    "Record": ("magray.memory.record", "Record"),
+    "Layer": ("magray.memory.record", "Layer"),
+    "LifecycleReport": ("magray.memory.record", "LifecycleReport"),
+    "ImportReport": ("magray.memory.record", "ImportReport"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "kernels":
-        return import_module("magray.kernels")
-    raise AttributeError(f"module 'magray' has no attribute {name!r}")
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'magray' has no attribute {name!r}")
+    module = import_module(target[0])
+    value = module if target[1] is None else getattr(module, target[1])
+    globals()[name] = value
+    return value
+
+
+def open(  # noqa: A001 (the natural name, like io.open)
+    path: str | os.PathLike[str] | None = None,
+    *,
+    embedder: Any = "auto",
+    read_only: bool = False,
+    config: Any = None,
+    reembed: bool = False,
+    clock: Any = None,
+) -> Memory:
+    """Open (or create) a memory store.
+
+    Args:
+        path: the store directory; None means ``MAGRAY_HOME`` or the user data directory.
+        embedder: ``"auto"``, ``"hash"``, an Embedder instance, or None for a vector-only
+            store (text queries then raise; pass ``vector=``).
+        read_only: open alongside a running writer; ``mem.refresh()`` sees newer data.
+        config: a MemoryConfig or a dict of its fields.
+        reembed: allow opening with an embedder other than the store's, to convert the
+            store with ``mem.reembed()``.
+        clock: a function returning Unix seconds (tests inject one).
+
+    Raises:
+        StoreLockedError: another process has the store open for writing.
+        EmbedderMismatchError: the store was built with another model.
+        InvalidInputError, StoreError: a bad path or configuration.
+    """
+    import time
+    from pathlib import Path
+
+    from magray.config import coerce_config
+    from magray.memory.engine import Memory, default_path, resolve_embedder
+
+    p = Path(path).expanduser() if path is not None else default_path()
+    return Memory(
+        p,
+        embedder=resolve_embedder(embedder),
+        read_only=read_only,
+        config=coerce_config(config),
+        clock=clock or time.time,
+        reembed=reembed,
+    )
+
+
+def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
+    """Restore a backup made by ``Memory.backup`` into path (verified, then swapped in)."""
+    from magray.memory.backup import restore as _restore
+
+    return _restore(backup, path)

@@ -1,0 +1,1 @@
+"""The memory engine: three layers on RocksDB and hnswlib."""

@@ -1,0 +1,90 @@
+"""How records and vectors are laid out in the store (see store.py for the keys)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from magray.memory import ids
+from magray.memory.record import Layer, Record
+from magray.memory.store import pack, u64, unpack
+
+# Oplog operations: what an index must do to catch up with the store.
+OP_ADD = 0  # [OP_ADD, layer, label, id]: the record is in the layer; index its vector
+OP_DEL = 1  # [OP_DEL, layer, label]: drop the label from the layer
+OP_META = 2  # [OP_META, layer, label, id]: refresh the filter columns from the record
+
+
+class StoredRecord:
+    """A record as kept in the store, plus its hnswlib label."""
+
+    __slots__ = (
+        "access_count", "created_at", "fingerprint", "importance", "kind", "label",
+        "last_access", "layer", "layer_since", "metadata", "project", "raw_id", "session",
+        "tags", "text", "updated_at",
+    )
+
+    def __init__(self, raw_id: bytes, fields: list[Any]) -> None:
+        self.raw_id = raw_id
+        (
+            self.text, layer, self.kind, tags, self.project, self.session, self.metadata,
+            self.created_at, self.updated_at, self.last_access, self.access_count,
+            self.importance, self.fingerprint, self.label, self.layer_since,
+        ) = fields
+        self.layer = Layer.from_code(layer)
+        self.tags = tuple(tags)
+
+    def encode(self) -> bytes:
+        return pack([
+            self.text, self.layer.code, self.kind, list(self.tags), self.project, self.session,
+            self.metadata, self.created_at, self.updated_at, self.last_access,
+            self.access_count, self.importance, self.fingerprint, self.label, self.layer_since,
+        ])
+
+    @classmethod
+    def decode(cls, raw_id: bytes, raw: bytes) -> StoredRecord:
+        return cls(raw_id, unpack(raw))
+
+    def to_record(self, extra_access: int = 0, last_access: float | None = None) -> Record:
+        return Record(
+            id=ids.encode(self.raw_id),
+            text=self.text,
+            layer=self.layer,
+            kind=self.kind,
+            tags=self.tags,
+            project=self.project,
+            session=self.session,
+            metadata=self.metadata,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            last_access=max(self.last_access, last_access or 0.0),
+            access_count=self.access_count + extra_access,
+            importance=self.importance,
+            fingerprint=self.fingerprint,
+            layer_since=self.layer_since,
+        )
+
+
+def layer_time_key(layer: Layer, created_at: float, raw_id: bytes) -> bytes:
+    return bytes((layer.code,)) + u64(int(created_at * 1000)) + raw_id
+
+
+def label_key(layer: Layer, label: int) -> bytes:
+    return bytes((layer.code,)) + u64(label)
+
+
+def text_key(layer: Layer, digest: bytes) -> bytes:
+    return bytes((layer.code,)) + digest
+
+
+def vector_bytes(v: np.ndarray) -> bytes:
+    return np.ascontiguousarray(v, dtype=np.float32).tobytes()
+
+
+def vectors_from(raws: list[bytes | None], dim: int) -> np.ndarray:
+    out = np.zeros((len(raws), dim), np.float32)
+    for i, raw in enumerate(raws):
+        if raw is not None:
+            out[i] = np.frombuffer(raw, np.float32)
+    return out

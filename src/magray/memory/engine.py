@@ -1,0 +1,1146 @@
+"""Memory: the library API the CLI, the server and users' programs all call.
+
+Data flow (one path):
+
+    add:    validate -> embed (unless vectors given) -> duplicate check (text hash)
+            -> one WriteBatch (record, vector, layer/time, label, text hash, oplog, seq)
+            -> layer index add -> return ids
+    search: query vector -> each requested layer (graph, or exact native top-k when small,
+            filtered selectively, or rebuilding) -> merge by cosine similarity
+            -> multi_get records -> access statistics (batched) -> hits
+
+RocksDB is the truth; the layer indexes are derived and are caught up from the oplog, or
+rebuilt from the store, whenever they are missing, stale or damaged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from magray.config import MemoryConfig, coerce_config
+from magray.embed.base import Embedder
+from magray.errors import (
+    CorruptStoreError,
+    EmbedderMismatchError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreError,
+)
+from magray.memory import ids as idcodec
+from magray.memory.codec import (
+    OP_ADD,
+    OP_DEL,
+    OP_META,
+    StoredRecord,
+    label_key,
+    layer_time_key,
+    text_key,
+    vector_bytes,
+    vectors_from,
+)
+from magray.memory.index import Filter, Interner, LayerIndex, Row
+from magray.memory.lock import WriterLock
+from magray.memory.record import Hit, ImportReport, LifecycleReport, Layer, Move, Record
+from magray.memory.store import SCHEMA_VERSION, Store, pack, read_u64, u64, unpack
+
+_UNSET: Any = object()
+Clock = Callable[[], float]
+
+
+def default_path() -> Path:
+    """MAGRAY_HOME, or the user data directory (platformdirs)."""
+    env = os.environ.get("MAGRAY_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("magray", appauthor=False))
+
+
+def resolve_embedder(embedder: Any) -> Embedder | None:
+    """Embedder choice: None (vector-only), "auto", "hash", or an Embedder instance."""
+    if embedder is None:
+        return None
+    if isinstance(embedder, str):
+        if embedder in ("auto", "hash"):
+            from magray.embed.hashing import HashEmbedder
+
+            return HashEmbedder()
+        raise InvalidInputError(
+            f"unknown embedder {embedder!r}; use 'auto', 'hash', None or an Embedder instance"
+        )
+    if isinstance(embedder, Embedder):
+        return embedder
+    raise InvalidInputError(
+        f"embedder must be 'auto', 'hash', None or an Embedder, not {type(embedder).__name__}"
+    )
+
+
+class _Pending:
+    """Access statistics waiting for the next batched write."""
+
+    __slots__ = ("count", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0.0
+
+
+class Memory:
+    """A memory store: three layers of records, searchable together. Thread-safe.
+
+    Open it with :func:`magray.open`; use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        embedder: Embedder | None,
+        read_only: bool,
+        config: MemoryConfig,
+        clock: Clock = time.time,
+        reembed: bool = False,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.read_only = read_only
+        self._clock = clock
+        self._embedder = embedder
+        self._closed = False
+        self._wlock = threading.RLock()  # serialises every change to store and indexes
+        self._access_lock = threading.Lock()
+        self._pending: dict[bytes, _Pending] = {}
+        self._strings = Interner()
+        self._lock: WriterLock | None = None
+        self._secondary: Path | None = None
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._last_report: dict[str, Any] = {}
+        self._applied_seq = 0
+
+        if path.exists() and not path.is_dir():
+            raise InvalidInputError(f"store path {path} is a file; pass a directory")
+        if read_only:
+            if not (path / "db").is_dir():
+                raise StoreError(f"no magray store at {path}; open it writable once to create it")
+            self._secondary = Path(tempfile.mkdtemp(prefix="magray-ro-"))
+        else:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store directory {path}: {exc.strerror}") from exc
+            if not os.access(path, os.W_OK):
+                raise StoreError(f"store directory {path} is not writable; fix its permissions")
+            self._lock = WriterLock(path)
+            self._lock.acquire()
+        try:
+            self.store = Store(path, read_only=read_only, secondary_path=self._secondary,
+                               sync=config.sync_writes)
+            self._init_meta(reembed)
+            self._layers: dict[Layer, LayerIndex] = {}
+            if self.dim:
+                self._open_indexes()
+        except BaseException:
+            self._release()
+            raise
+        if not read_only:
+            self._worker = threading.Thread(target=self._maintain, name="magray-maintenance",
+                                            daemon=True)
+            self._worker.start()
+
+    # -- opening ----------------------------------------------------------------------
+
+    def _init_meta(self, reembed: bool) -> None:
+        s = self.store
+        version = s.meta("schema")
+        if version is None:
+            if self.read_only:
+                raise StoreError(f"store at {self.path} is not initialised yet")
+            b = s.batch()
+            s.put_meta(b, "schema", SCHEMA_VERSION)
+            s.put_meta(b, "created", self._clock())
+            s.write(b)
+        elif version != SCHEMA_VERSION:
+            raise StoreError(
+                f"store at {self.path} has schema {version}, this magray reads {SCHEMA_VERSION}; "
+                "use a matching magray version, or export and re-import"
+            )
+        self.dim: int = int(s.meta("dim") or 0)
+        self.fingerprint: str = s.meta("fingerprint") or ""
+        self._seq: int = int(s.meta("seq") or 0)
+        self._next_label: int = int(s.meta("next_label") or 0)
+        self._reembed_target: str | None = s.meta("reembed_target")
+        e = self._embedder
+        if e is not None and self.dim:
+            if e.dim != self.dim or e.fingerprint != self.fingerprint:
+                if not reembed and self._reembed_target != e.fingerprint:
+                    raise EmbedderMismatchError(
+                        f"store at {self.path} holds {self.dim}-d vectors of model "
+                        f"{self.fingerprint}, but the embedder {e.name} makes {e.dim}-d vectors "
+                        f"({e.fingerprint}); open with the store's embedder, or pass "
+                        "reembed=True and call mem.reembed() to convert the store"
+                    )
+                self._reembed_target = e.fingerprint
+
+    def _open_indexes(self) -> None:
+        root = self.path / "index"
+        replay_from = self._seq
+        for layer in Layer:
+            try:
+                idx = LayerIndex.load(root, layer, self.dim, self.config, self._strings,
+                                      self.fingerprint)
+            except CorruptStoreError:
+                idx = None
+            if idx is None or idx.snapshot_seq > self._seq:
+                idx = self._index_from_store(layer)
+            self._layers[layer] = idx
+            replay_from = min(replay_from, idx.snapshot_seq)
+        self._replay(replay_from)
+        for idx in self._layers.values():
+            if idx.needs_graph():
+                self._start_rebuild(idx)
+
+    def _index_from_store(self, layer: Layer) -> LayerIndex:
+        """Rebuild a layer's columns and exact matrix from the store (graph: background)."""
+        idx = LayerIndex(layer, self.dim, self.config, self._strings)
+        idx.snapshot_seq = self._seq
+        batch_ids: list[bytes] = []
+
+        def flush() -> None:
+            if not batch_ids:
+                return
+            raws = self.store.multi_get("records", batch_ids)
+            vecs = self.store.multi_get("vectors", batch_ids)
+            rows, keep = [], []
+            for i, (rid, raw) in enumerate(zip(batch_ids, raws)):
+                if raw is None or vecs[i] is None:
+                    continue
+                rec = StoredRecord.decode(rid, raw)
+                rows.append(self._row(rec))
+                keep.append(i)
+            if rows:
+                idx.add(rows, vectors_from([vecs[i] for i in keep], self.dim))
+            batch_ids.clear()
+
+        for _key, rid in self.store.scan("labels", bytes((layer.code,))):
+            batch_ids.append(bytes(rid))
+            if len(batch_ids) >= 4096:
+                flush()
+        flush()
+        idx.changes_since_save = idx.count  # a rebuilt layer deserves a snapshot soon
+        return idx
+
+    def _replay(self, after: int) -> None:
+        """Apply oplog entries newer than each layer's snapshot."""
+        entries = []
+        for key, raw in self.store.scan("oplog", start=u64(after + 1)):
+            seq = read_u64(key)
+            entries.append((seq, unpack(raw)))
+        self._apply_ops(entries)
+        self._applied_seq = max(self._seq, after)
+
+    def _apply_ops(self, entries: list[tuple[int, list[Any]]]) -> None:
+        need: dict[bytes, None] = {}
+        for seq, op in entries:
+            idx = self._layers[Layer.from_code(op[1])]
+            if seq > idx.snapshot_seq and op[0] in (OP_ADD, OP_META):
+                need[bytes(op[3])] = None
+        recs: dict[bytes, StoredRecord] = {}
+        vecs: dict[bytes, bytes] = {}
+        keys = list(need)
+        for i in range(0, len(keys), 4096):
+            chunk = keys[i : i + 4096]
+            for rid, raw, vec in zip(chunk, self.store.multi_get("records", chunk),
+                                     self.store.multi_get("vectors", chunk)):
+                if raw is not None:
+                    recs[rid] = StoredRecord.decode(rid, raw)
+                if vec is not None:
+                    vecs[rid] = vec
+        for seq, op in entries:
+            layer = Layer.from_code(op[1])
+            idx = self._layers[layer]
+            if seq <= idx.snapshot_seq:
+                continue
+            label = op[2]
+            if op[0] == OP_DEL:
+                idx.remove([label])
+                continue
+            rid = bytes(op[3])
+            rec = recs.get(rid)
+            # Apply only what still holds in the store: a later op may have moved or
+            # deleted the record, and then it must not come back.
+            if rec is None or rec.layer != layer or rec.label != label:
+                continue
+            if op[0] == OP_ADD:
+                if rid in vecs:
+                    idx.add([self._row(rec)], vectors_from([vecs[rid]], self.dim))
+            else:
+                idx.update_columns(self._row(rec))
+
+    def _row(self, rec: StoredRecord) -> Row:
+        return Row(rec.label, rec.raw_id, int(rec.created_at * 1000), rec.project, rec.session,
+                   rec.kind, rec.tags)
+
+    # -- context management ------------------------------------------------------------
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush access statistics, save index snapshots, close RocksDB, release the lock."""
+        if self._closed:
+            return
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join()
+        try:
+            if not self.read_only:
+                for idx in getattr(self, "_layers", {}).values():
+                    idx.wait_rebuilt()
+                self._flush_access()
+                self._save_indexes(force=True)
+        finally:
+            self._closed = True
+            try:
+                self.store.close()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if self._secondary is not None:
+            shutil.rmtree(self._secondary, ignore_errors=True)
+            self._secondary = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("this Memory is closed; open the store again with magray.open()")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError("store was opened with read_only=True; open it writable to change it")
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _text(self, text: Any, what: str = "text") -> str:
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{what} must be a str, not {type(text).__name__}")
+        if not text.strip():
+            raise InvalidInputError(f"{what} is empty or only whitespace; pass some content")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"{what} is not valid Unicode ({exc.reason}); remove lone surrogates") from None
+        if size > self.config.max_text_bytes:
+            raise InvalidInputError(
+                f"{what} is {size} bytes of UTF-8, over the limit of {self.config.max_text_bytes}; "
+                "split it, or raise max_text_bytes"
+            )
+        return text
+
+    def _vectors(self, vectors: Any, n: int) -> np.ndarray:
+        try:
+            arr = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"vectors must be numeric arrays: {exc}") from None
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[0] != n:
+            raise InvalidInputError(f"expected {n} vector(s), got an array of shape {arr.shape}")
+        if self.dim and arr.shape[1] != self.dim:
+            raise InvalidInputError(
+                f"vector has dimension {arr.shape[1]}, the store holds {self.dim}-d vectors"
+            )
+        if arr.shape[1] == 0:
+            raise InvalidInputError("vectors must have at least one dimension")
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            raise InvalidInputError(
+                f"vector {int(np.flatnonzero(bad)[0])} contains NaN or Inf; clean it first"
+            )
+        norms = np.linalg.norm(arr, axis=1)
+        if (norms == 0).any():
+            raise InvalidInputError(
+                f"vector {int(np.flatnonzero(norms == 0)[0])} is all zeros and has no direction"
+            )
+        from magray.kernels import l2_normalize
+
+        return l2_normalize(np.ascontiguousarray(arr))
+
+    def _fields(self, layer: Any, kind: Any, tags: Any, project: Any, session: Any,
+                metadata: Any, importance: Any) -> dict[str, Any]:
+        layer = Layer.parse(layer)
+        if not isinstance(kind, str) or not kind:
+            raise InvalidInputError(f"kind must be a non-empty str, got {kind!r}")
+        tags = self._tags(tags)
+        for name, value in (("project", project), ("session", session)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
+        metadata = self._metadata(metadata)
+        importance = self._importance(importance)
+        return {"layer": layer, "kind": kind, "tags": tags, "project": project,
+                "session": session, "metadata": metadata, "importance": importance}
+
+    @staticmethod
+    def _tags(tags: Any) -> tuple[str, ...]:
+        if tags is None:
+            return ()
+        if isinstance(tags, str):
+            tags = (tags,)
+        try:
+            out = tuple(tags)
+        except TypeError:
+            raise InvalidInputError(f"tags must be a sequence of str, got {tags!r}") from None
+        for t in out:
+            if not isinstance(t, str) or not t:
+                raise InvalidInputError(f"every tag must be a non-empty str, got {t!r}")
+        return tuple(dict.fromkeys(out))
+
+    @staticmethod
+    def _metadata(metadata: Any) -> dict[str, Any]:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            raise InvalidInputError(f"metadata must be a dict, not {type(metadata).__name__}")
+        try:
+            msgpack.packb(metadata, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInputError(
+                f"metadata cannot be stored ({exc}); use str, int, float, bool, None, bytes, "
+                "lists and dicts"
+            ) from None
+        return metadata
+
+    @staticmethod
+    def _importance(importance: Any) -> float:
+        if isinstance(importance, bool) or not isinstance(importance, (int, float)):
+            raise InvalidInputError(f"importance must be a number in [0, 1], got {importance!r}")
+        if not 0.0 <= float(importance) <= 1.0:
+            raise InvalidInputError(f"importance must be in [0, 1], got {importance!r}")
+        return float(importance)
+
+    @staticmethod
+    def _raw_id(id: Any) -> bytes:
+        try:
+            return idcodec.decode(id)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+
+    # -- embedding ---------------------------------------------------------------------
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        e = self._embedder
+        if e is None:
+            raise InvalidInputError(
+                "this store has no embedder (opened with embedder=None): pass vector= / "
+                "vectors=, or open it with an embedder to use text"
+            )
+        if self._reembed_target is not None and self._reembed_target != self.fingerprint:
+            raise EmbedderMismatchError(
+                "the store is being converted to a new embedder; finish with mem.reembed() first"
+            )
+        vecs = np.asarray(e.embed(list(texts)), dtype=np.float32)
+        if vecs.shape != (len(texts), e.dim):
+            raise StoreError(f"embedder {e.name} returned shape {vecs.shape}, expected {(len(texts), e.dim)}")
+        return vecs
+
+    def _ensure_dim(self, dim: int, batch: Any) -> None:
+        """The first add fixes the store's dimension and fingerprint (in the same batch)."""
+        if self.dim:
+            return
+        e = self._embedder
+        fingerprint = e.fingerprint if e is not None else f"external-{dim}"
+        self.store.put_meta(batch, "dim", dim)
+        self.store.put_meta(batch, "fingerprint", fingerprint)
+        if e is not None:
+            self.store.put_meta(batch, "embedder", e.name)
+
+    def _init_layers(self, dim: int) -> None:
+        if self._layers:
+            return
+        self.dim = dim
+        self.fingerprint = self.store.meta("fingerprint") or ""
+        for layer in Layer:
+            idx = LayerIndex(layer, dim, self.config, self._strings)
+            idx.snapshot_seq = self._seq
+            self._layers[layer] = idx
+
+    # -- adding --------------------------------------------------------------------------
+
+    def add(self, text: str, *, layer: Layer | str = Layer.INTERACT, kind: str = "note",
+            tags: Iterable[str] = (), project: str | None = None, session: str | None = None,
+            metadata: dict[str, Any] | None = None, importance: float = 0.0,
+            vector: Any = None) -> str:
+        """Store one memory and return its id. Identical text already in the same layer
+        returns the existing id and counts as an access instead."""
+        vectors = None if vector is None else [vector]
+        return self.add_many([text], vectors=vectors, layer=layer, kind=kind, tags=tags,
+                             project=project, session=session, metadata=metadata,
+                             importance=importance)[0]
+
+    def add_many(self, texts: Sequence[str], *, vectors: Any = None,
+                 layer: Layer | str = Layer.INTERACT, kind: str = "note",
+                 tags: Iterable[str] = (), project: str | None = None,
+                 session: str | None = None, metadata: dict[str, Any] | None = None,
+                 importance: float = 0.0) -> list[str]:
+        """Store many memories with the same fields in one durable batch; ids in order."""
+        self._check_writable()
+        if isinstance(texts, str):
+            raise InvalidInputError("add_many takes a sequence of texts; use add() for one text")
+        texts = [self._text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        f = self._fields(layer, kind, tags, project, session, metadata, importance)
+        if not texts:
+            return []
+        vecs = self._vectors(vectors, len(texts)) if vectors is not None else None
+        if vecs is None:
+            vecs = self._embed(texts)
+        now = self._clock()
+        return self._insert(texts, vecs, [f] * len(texts), now)
+
+    def _insert(self, texts: list[str], vecs: np.ndarray, fields: list[dict[str, Any]],
+                now: float, *, keep: list[StoredRecord | None] | None = None) -> list[str]:
+        """Write new records (or re-add kept ones, for import); returns ids in order."""
+        from magray.kernels import hash128_many
+
+        digests = hash128_many(texts)
+        text_keys = [text_key(f["layer"], digests[i].tobytes()) for i, f in enumerate(fields)]
+        with self._wlock:
+            existing = self.store.multi_get("texthash", text_keys)
+            b = self.store.batch()
+            self._ensure_dim(vecs.shape[1], b)
+            self._seq += 1
+            seq = self._seq
+            out: list[str] = []
+            new_rows: dict[Layer, list[tuple[Row, int]]] = {}
+            seen: dict[bytes, bytes] = {}
+            op_i = 0
+            fingerprint = self.fingerprint or (
+                self._embedder.fingerprint if self._embedder is not None else f"external-{vecs.shape[1]}"
+            )
+            for i, text in enumerate(texts):
+                f = fields[i]
+                dup = existing[i] or seen.get(text_keys[i])
+                if dup is not None:
+                    self._touch(bytes(dup), now)
+                    out.append(idcodec.encode(bytes(dup)))
+                    continue
+                kept = keep[i] if keep is not None else None
+                rid = kept.raw_id if kept is not None else idcodec.new_id(int(now * 1000))
+                label = self._next_label
+                self._next_label += 1
+                if kept is not None:
+                    rec = kept
+                    rec.label = label
+                    rec.fingerprint = fingerprint
+                else:
+                    rec = StoredRecord(rid, [
+                        text, f["layer"].code, f["kind"], list(f["tags"]), f["project"],
+                        f["session"], f["metadata"], now, now, now, 0, f["importance"],
+                        fingerprint, label, now,
+                    ])
+                b.put(rid, rec.encode(), self.store.handle["records"])
+                b.put(rid, vector_bytes(vecs[i]), self.store.handle["vectors"])
+                b.put(layer_time_key(rec.layer, rec.created_at, rid), b"", self.store.handle["layer_time"])
+                b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
+                b.put(text_keys[i], rid, self.store.handle["texthash"])
+                b.put(u64(seq) + op_i.to_bytes(4, "big"), pack([OP_ADD, rec.layer.code, label, rid]),
+                      self.store.handle["oplog"])
+                op_i += 1
+                seen[text_keys[i]] = rid
+                new_rows.setdefault(rec.layer, []).append((self._row(rec), i))
+                out.append(idcodec.encode(rid))
+            if not new_rows:
+                self._seq -= 1
+                return out
+            self.store.put_meta(b, "seq", seq)
+            self.store.put_meta(b, "next_label", self._next_label)
+            self.store.write(b)
+            self._init_layers(vecs.shape[1])
+            for layer, items in new_rows.items():
+                rows = [r for r, _ in items]
+                idx = self._layers[layer]
+                idx.add(rows, vecs[[i for _, i in items]])
+                if idx.needs_graph():  # crossed the exact threshold: build the graph now
+                    self._start_rebuild(idx)
+            self._applied_seq = seq
+        return out
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, id: str) -> Record | None:
+        """The record with this id, or None if there is none."""
+        self._check_open()
+        rid = self._raw_id(id)
+        raw = self.store.get("records", rid)
+        if raw is None:
+            return None
+        return self._to_record(StoredRecord.decode(rid, raw))
+
+    def _to_record(self, rec: StoredRecord) -> Record:
+        p = self._pending.get(rec.raw_id)
+        if p is None:
+            return rec.to_record()
+        return rec.to_record(p.count, p.last)
+
+    def search(self, query: str | None = None, *, vector: Any = None, k: int = 10,
+               layers: Iterable[Layer | str] | None = None, tags: Iterable[str] | None = None,
+               project: str | None = None, session: str | None = None, kind: str | None = None,
+               since: float | datetime | None = None, until: float | datetime | None = None,
+               min_score: float | None = None) -> list[Hit]:
+        """The k records most similar to the query (text) or vector, across layers.
+
+        Scores are cosine similarities (higher is better); ties go to the older record.
+        Filters: tags (any of), project, session, kind, creation time in [since, until],
+        and min_score. Filtering never costs recall: selective filters are searched exactly.
+        """
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidInputError(f"k must be an int >= 1, got {k!r}")
+        chosen = list(Layer) if layers is None else [Layer.parse(x) for x in
+                                                     ([layers] if isinstance(layers, (str, Layer)) else layers)]
+        if not chosen:
+            raise InvalidInputError("layers is empty; pass None for all layers or name some")
+        if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float))):
+            raise InvalidInputError(f"min_score must be a number, got {min_score!r}")
+        flt = Filter(
+            tags=None if tags is None else self._tags(tags),
+            project=self._opt_str("project", project),
+            session=self._opt_str("session", session),
+            kind=self._opt_str("kind", kind),
+            since_ms=None if since is None else int(self._time(since, "since") * 1000),
+            until_ms=None if until is None else int(self._time(until, "until") * 1000),
+        )
+        if (query is None) == (vector is None):
+            raise InvalidInputError("pass exactly one of query (text) or vector=")
+        if vector is not None:
+            if not self.dim:
+                return []
+            q = self._vectors(vector, 1)[0]
+        else:
+            q = self._embed([self._text(query, "query")])[0]
+            if not self.dim:
+                return []
+            if q.shape[0] != self.dim:
+                raise EmbedderMismatchError(f"query vector has dimension {q.shape[0]}, store {self.dim}")
+            if not np.any(q):
+                return []
+        if not self._layers:
+            return []
+        found: list[tuple[float, bytes, Layer]] = []
+        for layer in chosen:
+            idx = self._layers[layer]
+            labels, scores = idx.search(q, k, flt)
+            for label, score in zip(labels.tolist(), scores.tolist()):
+                rid = idx.id_of(label)
+                if rid is not None:
+                    found.append((score, rid, layer))
+        # Best first; equal scores go to the older record (ids sort by creation time).
+        found.sort(key=lambda t: (-t[0], t[1]))
+        if min_score is not None:
+            found = [t for t in found if t[0] >= min_score]
+        found = found[:k]
+        if not found:
+            return []
+        raws = self.store.multi_get("records", [rid for _, rid, _ in found])
+        now = self._clock()
+        hits = []
+        for (score, rid, layer), raw in zip(found, raws):
+            if raw is None:
+                continue  # deleted since the index answered
+            rec = StoredRecord.decode(rid, raw)
+            if not self.read_only:
+                self._touch(rid, now)
+            hits.append(Hit(idcodec.encode(rid), float(score), layer, self._to_record(rec)))
+        return hits
+
+    @staticmethod
+    def _opt_str(name: str, value: Any) -> str | None:
+        if value is not None and not isinstance(value, str):
+            raise InvalidInputError(f"{name} must be a str or None, got {value!r}")
+        return value
+
+    @staticmethod
+    def _time(value: Any, name: str) -> float:
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise InvalidInputError(f"{name} must be Unix seconds or a datetime, got {value!r}")
+
+    # -- access statistics -----------------------------------------------------------------
+
+    def _touch(self, rid: bytes, now: float) -> None:
+        with self._access_lock:
+            p = self._pending.get(rid)
+            if p is None:
+                p = self._pending[rid] = _Pending()
+            p.count += 1
+            p.last = max(p.last, now)
+
+    def _flush_access(self) -> None:
+        """Write pending access statistics in one batch (read-modify-write under the lock)."""
+        if self.read_only:
+            return
+        with self._wlock:
+            with self._access_lock:
+                pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            keys = list(pending)
+            b = self.store.batch()
+            for rid, raw in zip(keys, self.store.multi_get("records", keys)):
+                if raw is None:
+                    continue
+                rec = StoredRecord.decode(rid, raw)
+                p = pending[rid]
+                rec.access_count += p.count
+                rec.last_access = max(rec.last_access, p.last)
+                b.put(rid, rec.encode(), self.store.handle["records"])
+            self.store.write(b, durable=False)
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def _load(self, rid: bytes) -> StoredRecord:
+        raw = self.store.get("records", rid)
+        if raw is None:
+            raise NotFoundError(f"no record with id {idcodec.encode(rid)}; check the id (mem.get returns None for it)")
+        return StoredRecord.decode(rid, raw)
+
+    def update(self, id: str, *, text: str = _UNSET, tags: Iterable[str] = _UNSET,
+               metadata: dict[str, Any] = _UNSET, importance: float = _UNSET,
+               layer: Layer | str = _UNSET, kind: str = _UNSET, project: str | None = _UNSET,
+               session: str | None = _UNSET, vector: Any = None) -> Record:
+        """Change fields of a record; a new text is re-embedded (or takes vector=)."""
+        self._check_writable()
+        rid = self._raw_id(id)
+        new_text = None if text is _UNSET else self._text(text)
+        new_tags = None if tags is _UNSET else self._tags(tags)
+        new_meta = None if metadata is _UNSET else self._metadata(metadata)
+        new_imp = None if importance is _UNSET else self._importance(importance)
+        new_layer = None if layer is _UNSET else Layer.parse(layer)
+        if kind is not _UNSET and (not isinstance(kind, str) or not kind):
+            raise InvalidInputError(f"kind must be a non-empty str, got {kind!r}")
+        for name, value in (("project", project), ("session", session)):
+            if value is not _UNSET and value is not None and (not isinstance(value, str) or not value):
+                raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
+        vec = None
+        if vector is not None:
+            vec = self._vectors(vector, 1)
+        elif new_text is not None:
+            vec = self._embed([new_text])
+        with self._wlock:
+            self._flush_access_of(rid)
+            rec = self._load(rid)
+            now = self._clock()
+            b = self.store.batch()
+            self._seq += 1
+            seq = self._seq
+            old_layer, old_label = rec.layer, rec.label
+            from magray.kernels import hash128
+
+            if new_text is not None and new_text != rec.text:
+                old_key = text_key(rec.layer, hash128(rec.text))
+                if self.store.get("texthash", old_key) == rid:
+                    b.delete(old_key, self.store.handle["texthash"])
+                rec.text = new_text
+            if new_tags is not None:
+                rec.tags = new_tags
+            if new_meta is not None:
+                rec.metadata = new_meta
+            if new_imp is not None:
+                rec.importance = new_imp
+            if kind is not _UNSET:
+                rec.kind = kind
+            if project is not _UNSET:
+                rec.project = project
+            if session is not _UNSET:
+                rec.session = session
+            rec.updated_at = now
+            moved = new_layer is not None and new_layer != rec.layer
+            reindex = moved or vec is not None
+            ops: list[list[Any]] = []
+            if moved:
+                assert new_layer is not None
+                self._move_keys(b, rec, new_layer, now, "update")
+            if vec is not None:
+                b.put(rid, vector_bytes(vec[0]), self.store.handle["vectors"])
+            if reindex:
+                if not moved:
+                    label = self._next_label
+                    self._next_label += 1
+                    b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
+                    rec.label = label
+                    b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
+                ops = [[OP_DEL, old_layer.code, old_label], [OP_ADD, rec.layer.code, rec.label, rid]]
+            else:
+                ops = [[OP_META, rec.layer.code, rec.label, rid]]
+            tkey = text_key(rec.layer, hash128(rec.text))
+            if self.store.get("texthash", tkey) is None:
+                b.put(tkey, rid, self.store.handle["texthash"])
+            b.put(rid, rec.encode(), self.store.handle["records"])
+            for i, op in enumerate(ops):
+                b.put(u64(seq) + i.to_bytes(4, "big"), pack(op), self.store.handle["oplog"])
+            self.store.put_meta(b, "seq", seq)
+            self.store.put_meta(b, "next_label", self._next_label)
+            self.store.write(b)
+            if reindex:
+                self._layers[old_layer].remove([old_label])
+                vecs = vec if vec is not None else vectors_from([self.store.get("vectors", rid)], self.dim)
+                self._layers[rec.layer].add([self._row(rec)], vecs)
+            else:
+                self._layers[rec.layer].update_columns(self._row(rec))
+            self._applied_seq = seq
+            return self._to_record(rec)
+
+    def _flush_access_of(self, rid: bytes) -> None:
+        """Fold one record's pending access statistics into the store before rewriting it."""
+        with self._access_lock:
+            p = self._pending.pop(rid, None)
+        if p is None:
+            return
+        raw = self.store.get("records", rid)
+        if raw is None:
+            return
+        rec = StoredRecord.decode(rid, raw)
+        rec.access_count += p.count
+        rec.last_access = max(rec.last_access, p.last)
+        b = self.store.batch()
+        b.put(rid, rec.encode(), self.store.handle["records"])
+        self.store.write(b, durable=False)
+
+    def _move_keys(self, b: Any, rec: StoredRecord, to: Layer, now: float, reason: str) -> None:
+        """Batch the key changes of moving rec to another layer (new label)."""
+        from magray.kernels import hash128
+
+        rid = rec.raw_id
+        b.delete(layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"])
+        b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
+        old_text = text_key(rec.layer, hash128(rec.text))
+        if self.store.get("texthash", old_text) == rid:
+            b.delete(old_text, self.store.handle["texthash"])
+        b.put(u64(int(now * 1000)) + rid, pack([rec.layer.code, to.code, reason]),
+              self.store.handle["moves"])
+        label = self._next_label
+        self._next_label += 1
+        rec.layer = to
+        rec.label = label
+        rec.layer_since = now
+        b.put(layer_time_key(to, rec.created_at, rid), b"", self.store.handle["layer_time"])
+        b.put(label_key(to, label), rid, self.store.handle["labels"])
+
+    def delete(self, ids: str | Iterable[str]) -> int:
+        """Delete records by id; returns how many. An unknown id raises NotFoundError and
+        deletes nothing."""
+        self._check_writable()
+        id_list = [ids] if isinstance(ids, str) else list(ids)
+        raws = [self._raw_id(i) for i in id_list]
+        raws = list(dict.fromkeys(raws))
+        with self._wlock:
+            recs = []
+            for rid, raw in zip(raws, self.store.multi_get("records", raws)):
+                if raw is None:
+                    raise NotFoundError(f"no record with id {idcodec.encode(rid)}; nothing was deleted")
+                recs.append(StoredRecord.decode(rid, raw))
+            self._remove(recs, self._clock(), reason=None)
+        return len(recs)
+
+    def _remove(self, recs: list[StoredRecord], now: float, reason: str | None) -> None:
+        if not recs:
+            return
+        from magray.kernels import hash128_many
+
+        digests = hash128_many([r.text for r in recs])
+        b = self.store.batch()
+        self._seq += 1
+        seq = self._seq
+        tkeys = [text_key(r.layer, digests[i].tobytes()) for i, r in enumerate(recs)]
+        owners = self.store.multi_get("texthash", tkeys)
+        for i, rec in enumerate(recs):
+            rid = rec.raw_id
+            b.delete(rid, self.store.handle["records"])
+            b.delete(rid, self.store.handle["vectors"])
+            b.delete(layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"])
+            b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
+            if owners[i] == rid:
+                b.delete(tkeys[i], self.store.handle["texthash"])
+            b.put(u64(seq) + i.to_bytes(4, "big"), pack([OP_DEL, rec.layer.code, rec.label]),
+                  self.store.handle["oplog"])
+            if reason is not None:
+                b.put(u64(int(now * 1000)) + rid, pack([rec.layer.code, None, reason]),
+                      self.store.handle["moves"])
+        self.store.put_meta(b, "seq", seq)
+        self.store.write(b)
+        with self._access_lock:
+            for rec in recs:
+                self._pending.pop(rec.raw_id, None)
+        by_layer: dict[Layer, list[int]] = {}
+        for rec in recs:
+            by_layer.setdefault(rec.layer, []).append(rec.label)
+        for layer, labels in by_layer.items():
+            self._layers[layer].remove(labels)
+        self._applied_seq = seq
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _records_of(self, layer: Layer) -> Iterable[StoredRecord]:
+        keys: list[bytes] = []
+
+        def chunk() -> Iterable[StoredRecord]:
+            for rid, raw in zip(keys, self.store.multi_get("records", keys)):
+                if raw is not None:
+                    yield StoredRecord.decode(rid, raw)
+
+        for key, _ in self.store.scan("layer_time", bytes((layer.code,))):
+            keys.append(bytes(key[9:]))
+            if len(keys) >= 2048:
+                yield from chunk()
+                keys = []
+        yield from chunk()
+
+    def promote(self, now: float | None = None, *, dry_run: bool = False) -> LifecycleReport:
+        """Move records that keep being used, or matter, to a more lasting layer."""
+        self._check_writable()
+        from magray.memory.lifecycle import promotions
+
+        with self._wlock:
+            self._flush_access()
+            now = self._clock() if now is None else float(now)
+            report = LifecycleReport(dry_run=dry_run)
+            planned = promotions(self, now)
+            for rec, to, reason in planned:
+                report.moved.append(Move(idcodec.encode(rec.raw_id), rec.layer, to, reason, now))
+            if not dry_run and planned:
+                self._apply_moves(planned, now)
+            self._last_report["promote"] = report.summary()
+            return report
+
+    def expire(self, now: float | None = None, *, dry_run: bool = False) -> LifecycleReport:
+        """Promote what qualifies, then delete records whose layer TTL has run out."""
+        self._check_writable()
+        from magray.memory.lifecycle import expirations
+
+        with self._wlock:
+            report = self.promote(now, dry_run=dry_run)
+            now = self._clock() if now is None else float(now)
+            promoted = {m.id for m in report.moved}
+            doomed = [r for r, reason in expirations(self, now)
+                      if idcodec.encode(r.raw_id) not in promoted]
+            for rec in doomed:
+                reason = f"unused for {self._ttl(rec.layer) / 86400:g} days"
+                report.expired.append(Move(idcodec.encode(rec.raw_id), rec.layer, None, reason, now))
+            if not dry_run:
+                for i in range(0, len(doomed), 1000):
+                    self._remove(doomed[i : i + 1000], now, reason="expired")
+            self._last_report["expire"] = report.summary()
+            return report
+
+    def _ttl(self, layer: Layer) -> float:
+        if layer is Layer.INTERACT:
+            return self.config.ttl_interact
+        if layer is Layer.INSIGHTS:
+            return self.config.ttl_insights
+        return math.inf
+
+    def _apply_moves(self, planned: list[tuple[StoredRecord, Layer, str]], now: float) -> None:
+        for i in range(0, len(planned), 1000):
+            part = planned[i : i + 1000]
+            b = self.store.batch()
+            self._seq += 1
+            seq = self._seq
+            ops = []
+            olds = []
+            for rec, to, reason in part:
+                olds.append((rec.layer, rec.label))
+                self._move_keys(b, rec, to, now, reason)
+                b.put(rec.raw_id, rec.encode(), self.store.handle["records"])
+                ops.append([OP_DEL, olds[-1][0].code, olds[-1][1]])
+                ops.append([OP_ADD, rec.layer.code, rec.label, rec.raw_id])
+            for j, op in enumerate(ops):
+                b.put(u64(seq) + j.to_bytes(4, "big"), pack(op), self.store.handle["oplog"])
+            self.store.put_meta(b, "seq", seq)
+            self.store.put_meta(b, "next_label", self._next_label)
+            self.store.write(b)
+            # The store has moved; now the indexes (a crash here is repaired on open).
+            vecs = vectors_from(self.store.multi_get("vectors", [r.raw_id for r, _, _ in part]), self.dim)
+            for (old_layer, old_label), (rec, _to, _reason), v in zip(olds, part, vecs):
+                self._layers[old_layer].remove([old_label])
+                self._layers[rec.layer].add([self._row(rec)], v[None, :])
+            self._applied_seq = seq
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        while not self._stop.wait(self.config.access_flush_seconds):
+            try:
+                self._flush_access()
+                for idx in list(self._layers.values()):
+                    if idx.needs_graph() or idx.needs_rebuild():
+                        self._start_rebuild(idx)
+                if any(i.changes_since_save >= self.config.index_save_every for i in self._layers.values()):
+                    self._save_indexes(force=False)
+            except Exception:  # keep the worker alive; the next round retries
+                import logging
+
+                logging.getLogger("magray").exception("background maintenance failed")
+
+    def _start_rebuild(self, idx: LayerIndex) -> None:
+        def vectors_of(labels: np.ndarray) -> np.ndarray:
+            rids = [idx.id_of(int(label)) or b"" for label in labels]
+            return vectors_from(self.store.multi_get("vectors", rids), self.dim)
+
+        def done() -> None:
+            pass
+
+        idx.start_rebuild(vectors_of, done)
+
+    def _save_indexes(self, force: bool) -> None:
+        """Snapshot changed layers at the current sequence, then trim the oplog."""
+        if not self._layers:
+            return
+        with self._wlock:
+            seq = self._seq
+            for idx in self._layers.values():
+                if force or idx.changes_since_save >= self.config.index_save_every:
+                    if idx.changes_since_save or idx.snapshot_seq < seq or not (self.path / "index" / idx.layer.value / "current").exists():
+                        idx.save(self.path / "index", seq, self.fingerprint)
+            floor = min(idx.snapshot_seq for idx in self._layers.values())
+            if floor > 0:
+                b = self.store.batch()
+                b.delete_range(u64(0), u64(floor + 1), self.store.handle["oplog"])
+                self.store.write(b, durable=False)
+
+    def flush(self) -> None:
+        """Write pending access statistics and index snapshots now."""
+        self._check_writable()
+        for idx in self._layers.values():
+            idx.wait_rebuilt()
+        self._flush_access()
+        self._save_indexes(force=True)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Start any index build that is due and block until builds finish (searches are
+        served exactly meanwhile, so waiting is never needed for correctness)."""
+        for idx in self._layers.values():
+            if not self.read_only and (idx.needs_graph() or idx.needs_rebuild()):
+                self._start_rebuild(idx)
+            idx.wait_rebuilt(timeout)
+
+    def refresh(self) -> int:
+        """Read-only stores: see the writer's latest changes; returns how many ops applied."""
+        self._check_open()
+        if not self.read_only:
+            return 0
+        self.store.catch_up()
+        new_dim = int(self.store.meta("dim") or 0)
+        if not self.dim and new_dim:
+            self.fingerprint = self.store.meta("fingerprint") or ""
+            self._init_layers(new_dim)
+        seq = int(self.store.meta("seq") or 0)
+        if seq <= self._applied_seq:
+            return 0
+        entries = [(read_u64(k), unpack(v)) for k, v in self.store.scan("oplog", start=u64(self._applied_seq + 1))]
+        for idx in self._layers.values():
+            idx.snapshot_seq = max(idx.snapshot_seq, self._applied_seq)
+        self._apply_ops(entries)
+        self._applied_seq = seq
+        self._seq = seq
+        return len(entries)
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per layer, index states, model, sizes and lifecycle history."""
+        self._check_open()
+        moves: dict[str, int] = {}
+        for _key, raw in self.store.scan("moves"):
+            frm, to, _reason = unpack(raw)
+            name = f"{Layer.from_code(frm).value}->{Layer.from_code(to).value if to is not None else 'expired'}"
+            moves[name] = moves.get(name, 0) + 1
+        e = self._embedder
+        return {
+            "path": str(self.path),
+            "read_only": self.read_only,
+            "dim": self.dim,
+            "fingerprint": self.fingerprint,
+            "embedder": None if e is None else {"name": e.name, "fingerprint": e.fingerprint, "dim": e.dim},
+            "layers": {
+                layer.value: {
+                    "records": idx.count,
+                    "index": idx.state,
+                    "deleted_in_graph": idx.graph_deleted,
+                    "snapshot_seq": idx.snapshot_seq,
+                }
+                for layer, idx in self._layers.items()
+            } if self._layers else {layer.value: {"records": 0, "index": "empty"} for layer in Layer},
+            "records": sum(idx.count for idx in self._layers.values()),
+            "seq": self._seq,
+            "pending_access": len(self._pending),
+            "store_bytes": self.store.size_bytes(),
+            "moves": moves,
+            "last_lifecycle": dict(self._last_report),
+        }
+
+    def compact(self) -> None:
+        """Compact RocksDB and rebuild graphs with deleted elements."""
+        self._check_writable()
+        self.store.compact()
+        for idx in self._layers.values():
+            if idx.graph is not None and idx.graph_deleted:
+                self._start_rebuild(idx)
+        self.wait_ready()
+        self._save_indexes(force=True)
+
+    # -- backups and exports (see backup.py) ----------------------------------------------------
+
+    def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """A consistent online backup in dest (a new directory); returns its path."""
+        from magray.memory.backup import create_backup
+
+        self._check_open()
+        return create_backup(self, Path(dest))
+
+    def export_jsonl(self, path: str | os.PathLike[str], *, vectors: bool = False) -> int:
+        """Write every record as one JSON line; returns how many."""
+        from magray.memory.backup import export_jsonl
+
+        self._check_open()
+        return export_jsonl(self, Path(path), vectors=vectors)
+
+    def import_jsonl(self, path: str | os.PathLike[str]) -> ImportReport:
+        """Add the records of a JSONL export (ids kept; existing ids skipped)."""
+        from magray.memory.backup import import_jsonl
+
+        self._check_writable()
+        return import_jsonl(self, Path(path))
+
+    def reembed(self, progress: Callable[[int, int], None] | None = None, batch_size: int = 256) -> int:
+        """Re-embed every record with this store's embedder (after opening with
+        reembed=True), layer by layer; resumable. Returns how many were re-embedded."""
+        from magray.memory.lifecycle import reembed_all
+
+        self._check_writable()
+        return reembed_all(self, progress, batch_size)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.read_only else "open")
+        return f"<magray.Memory {self.path} ({state})>"

@@ -1,0 +1,691 @@
+"""The derived, in-memory side of one layer: filter columns plus a vector index.
+
+A layer keeps, for each live record, its hnswlib label, id, creation time and interned
+project, session, kind and tags (the columns filters run on), and its vector in one of:
+
+- an **exact matrix** (float32, unit rows), searched with the native top-k, while the
+  layer is small (below ``exact_threshold``) or while its graph is being built;
+- an **hnswlib graph** (inner product on unit vectors), once it is large.
+
+Everything here can be rebuilt from the store. A snapshot (graph or matrix, columns and
+the store sequence it reflects) is written atomically: a new directory, files fsynced,
+then a pointer file replaced by rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from magray.config import MemoryConfig
+from magray.errors import CorruptStoreError
+from magray.memory.record import Layer
+
+NO_CODE = -1
+
+
+class Interner:
+    """Strings <-> small ints for the filter columns (one table per store, thread-safe)."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, int] = {}
+        self._strings: list[str] = []
+        self._lock = threading.Lock()
+
+    def code(self, s: str | None) -> int:
+        if s is None:
+            return NO_CODE
+        c = self._codes.get(s)
+        if c is None:
+            with self._lock:
+                c = self._codes.get(s)
+                if c is None:
+                    c = len(self._strings)
+                    self._strings.append(s)
+                    self._codes[s] = c
+        return c
+
+    def lookup(self, s: str) -> int | None:
+        return self._codes.get(s)
+
+    def string(self, code: int) -> str:
+        return self._strings[code]
+
+
+@dataclass(slots=True)
+class Row:
+    """The filter columns of one record."""
+
+    label: int
+    id: bytes
+    created_ms: int
+    project: str | None
+    session: str | None
+    kind: str
+    tags: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Filter:
+    """Conditions on the columns; None means no condition. tags match any-of."""
+
+    tags: tuple[str, ...] | None = None
+    project: str | None = None
+    session: str | None = None
+    kind: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def active(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.tags, self.project, self.session, self.kind, self.since_ms, self.until_ms)
+        )
+
+
+class RWLock:
+    """Many readers or one writer; a waiting writer holds new readers back."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    def acquire_read(self) -> None:
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+
+    def release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0:
+                self._cond.notify_all()
+
+    def acquire_write(self) -> None:
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+
+    def release_write(self) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+
+class _Read:
+    def __init__(self, lock: RWLock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        self.lock.acquire_read()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release_read()
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _Write(_Read):
+    def __enter__(self) -> None:
+        self.lock.acquire_write()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release_write()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_digest(path: Path) -> str:
+    """XXH3-128 of a file's bytes, read through a memory map (no copy in memory)."""
+    import mmap
+
+    from magray.kernels import hash128
+
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return hash128(b"").hex()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            view = memoryview(m)
+            try:
+                return hash128(view).hex()
+            finally:
+                view.release()
+
+
+class LayerIndex:
+    """Columns and vectors of one layer. Mutations are serialised by the caller (the
+    engine's write lock); searches may run concurrently with them."""
+
+    def __init__(self, layer: Layer, dim: int, config: MemoryConfig, strings: Interner) -> None:
+        self.layer = layer
+        self.dim = dim
+        self.config = config
+        self.strings = strings
+        self._rw = RWLock()
+        cap = 64
+        self.n = 0  # rows used (alive or not)
+        self.labels = np.zeros(cap, np.int64)
+        self.ids = np.zeros((cap, 16), np.uint8)
+        self.created = np.zeros(cap, np.int64)
+        self.project = np.full(cap, NO_CODE, np.int32)
+        self.session = np.full(cap, NO_CODE, np.int32)
+        self.kind = np.full(cap, NO_CODE, np.int32)
+        self.alive = np.zeros(cap, bool)
+        self.tags: dict[int, set[int]] = {}  # tag code -> labels
+        self.row_tags: dict[int, tuple[int, ...]] = {}  # label -> tag codes
+        self.pos: dict[int, int] = {}  # label -> row
+        self.matrix: np.ndarray | None = np.zeros((cap, dim), np.float32)  # exact vectors by row
+        self.graph: Any = None  # hnswlib.Index
+        self.graph_deleted = 0
+        self.rebuilding = False
+        self._rebuild_log: list[tuple[str, int]] | None = None
+        self._rebuild_thread: threading.Thread | None = None
+        self.snapshot_seq = 0  # store sequence of the snapshot this state started from
+        self.changes_since_save = 0
+
+    # -- size -----------------------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        return len(self.pos)
+
+    @property
+    def state(self) -> str:
+        if self.rebuilding:
+            return "rebuilding"
+        return "graph" if self.graph is not None else "exact"
+
+    def _grow(self, need: int) -> None:
+        cap = len(self.labels)
+        if need <= cap:
+            return
+        new = max(need, cap * 2)
+
+        def grown(a: np.ndarray, fill: Any = 0) -> np.ndarray:
+            out = np.full((new,) + a.shape[1:], fill, a.dtype)
+            out[: self.n] = a[: self.n]
+            return out
+
+        self.labels = grown(self.labels)
+        self.ids = grown(self.ids)
+        self.created = grown(self.created)
+        self.project = grown(self.project, NO_CODE)
+        self.session = grown(self.session, NO_CODE)
+        self.kind = grown(self.kind, NO_CODE)
+        self.alive = grown(self.alive, False)
+        if self.matrix is not None:
+            self.matrix = grown(self.matrix)
+
+    # -- mutations (caller holds the engine write lock) -----------------------------
+
+    def add(self, rows: Sequence[Row], vectors: np.ndarray) -> None:
+        """Insert (or replace) records; vectors are unit float32 rows."""
+        if not rows:
+            return
+        fresh = [i for i, r in enumerate(rows) if r.label not in self.pos]
+        replaced = [i for i, r in enumerate(rows) if r.label in self.pos]
+        with _Write(self._rw):
+            for i in replaced:
+                self._set_row(self.pos[rows[i].label], rows[i])
+                if self.matrix is not None:
+                    self.matrix[self.pos[rows[i].label]] = vectors[i]
+            if fresh:
+                self._grow(self.n + len(fresh))
+                start = self.n
+                for j, i in enumerate(fresh):
+                    self.pos[rows[i].label] = start + j
+                    self._set_row(start + j, rows[i])
+                self.n += len(fresh)
+                if self.matrix is not None:
+                    self.matrix[start : start + len(fresh)] = vectors[fresh]
+            if self.graph is not None:
+                labels = np.array([r.label for r in rows], np.int64)
+                need = self.graph.get_current_count() + len(fresh)
+                if need > self.graph.get_max_elements():
+                    self.graph.resize_index(max(need, 2 * self.graph.get_max_elements()))
+                self.graph.add_items(vectors, labels, num_threads=self._threads(len(rows)))
+            if self._rebuild_log is not None:
+                self._rebuild_log += [("add", r.label) for r in rows]
+        self.changes_since_save += len(rows)
+
+    def _threads(self, n: int) -> int:
+        return 1 if n < 64 else self.config.threads
+
+    def _set_row(self, p: int, r: Row) -> None:
+        self.labels[p] = r.label
+        self.ids[p] = np.frombuffer(r.id, np.uint8)
+        self.created[p] = r.created_ms
+        self.project[p] = self.strings.code(r.project)
+        self.session[p] = self.strings.code(r.session)
+        self.kind[p] = self.strings.code(r.kind)
+        self.alive[p] = True
+        old = self.row_tags.pop(r.label, ())
+        for t in old:
+            s = self.tags.get(t)
+            if s is not None:
+                s.discard(r.label)
+        codes = tuple(self.strings.code(t) for t in r.tags)
+        if codes:
+            self.row_tags[r.label] = codes
+            for t in codes:
+                self.tags.setdefault(t, set()).add(r.label)
+
+    def update_columns(self, row: Row) -> None:
+        p = self.pos.get(row.label)
+        if p is None:
+            return
+        with _Write(self._rw):
+            self._set_row(p, row)
+        self.changes_since_save += 1
+
+    def remove(self, labels: Iterable[int]) -> int:
+        removed = 0
+        with _Write(self._rw):
+            for label in labels:
+                p = self.pos.pop(label, None)
+                if p is None:
+                    continue
+                self.alive[p] = False
+                for t in self.row_tags.pop(label, ()):
+                    s = self.tags.get(t)
+                    if s is not None:
+                        s.discard(label)
+                if self.graph is not None:
+                    try:
+                        self.graph.mark_deleted(label)
+                        self.graph_deleted += 1
+                    except RuntimeError:
+                        pass  # not in the graph (added while it was rebuilt): nothing to do
+                if self._rebuild_log is not None:
+                    self._rebuild_log.append(("del", label))
+                removed += 1
+        self.changes_since_save += removed
+        return removed
+
+    def id_of(self, label: int) -> bytes | None:
+        p = self.pos.get(label)
+        return None if p is None else self.ids[p].tobytes()
+
+    def label_ids(self) -> Iterable[tuple[int, bytes]]:
+        for label, p in list(self.pos.items()):
+            yield label, self.ids[p].tobytes()
+
+    # -- search ---------------------------------------------------------------------
+
+    def _candidates(self, f: Filter) -> np.ndarray:
+        """Rows that are alive and pass the filter."""
+        n = self.n
+        mask = self.alive[:n].copy()
+        for value, column in ((f.project, self.project), (f.session, self.session), (f.kind, self.kind)):
+            if value is not None:
+                code = self.strings.lookup(value)
+                if code is None:
+                    return np.zeros(0, np.int64)
+                mask &= column[:n] == code
+        if f.since_ms is not None:
+            mask &= self.created[:n] >= f.since_ms
+        if f.until_ms is not None:
+            mask &= self.created[:n] <= f.until_ms
+        if f.tags is not None:
+            labels: set[int] = set()
+            for t in f.tags:
+                code = self.strings.lookup(t)
+                if code is not None:
+                    labels |= self.tags.get(code, set())
+            tag_mask = np.zeros(n, bool)
+            if labels:
+                rows = [self.pos[label] for label in labels if label in self.pos]
+                tag_mask[rows] = True
+            mask &= tag_mask
+        return np.flatnonzero(mask)
+
+    def search(self, query: np.ndarray, k: int, f: Filter | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k (labels, cosine scores) best first; exact where the graph is absent,
+        the filter is selective, or the layer is small."""
+        from magray.kernels import topk
+
+        with _Read(self._rw):
+            if not self.pos:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            filtered = f is not None and f.active()
+            rows = self._candidates(f) if filtered else None
+            if rows is not None and len(rows) == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            use_graph = self.graph is not None and not self.rebuilding
+            if not use_graph:
+                assert self.matrix is not None
+                if rows is None:
+                    if self.count == self.n:
+                        idx, sc = topk(query, self.matrix[: self.n], k)
+                        return self.labels[idx], sc
+                    rows = np.flatnonzero(self.alive[: self.n])
+                idx, sc = topk(query, self.matrix[: self.n], k, ids=rows.astype(np.int64))
+                return self.labels[idx], sc
+            if rows is not None and len(rows) <= max(self.config.exact_threshold, self.count // 20):
+                # Selective filter: score exactly the few candidates (no recall lost).
+                labels = self.labels[rows]
+                vecs = np.ascontiguousarray(self.graph.get_items(labels), dtype=np.float32)
+                idx, sc = topk(query, vecs, k)
+                return labels[idx], sc
+            return self._graph_search(query, k, rows)
+
+    def _graph_search(
+        self, query: np.ndarray, k: int, rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        live = self.count
+        if rows is None:
+            want = min(k, live)
+            labels, dist = self._knn(query, want)
+            return labels, (1.0 - dist).astype(np.float32)
+        # A broad filter: over-fetch in proportion to how much of the layer it keeps, and
+        # widen until k pass or the whole layer has been seen.
+        allowed = set(self.labels[rows].tolist())
+        fetch = min(live, int(k * live / max(len(rows), 1) * 1.5) + 16)
+        while True:
+            labels, dist = self._knn(query, fetch)
+            keep = [i for i, lab in enumerate(labels.tolist()) if lab in allowed]
+            if len(keep) >= k or fetch >= live:
+                keep = keep[:k]
+                return labels[keep], (1.0 - dist[keep]).astype(np.float32)
+            fetch = min(live, fetch * 4)
+
+    def _knn(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        g = self.graph
+        g.set_ef(max(self.config.hnsw_ef_search, k))
+        while True:
+            try:
+                labels, dist = g.knn_query(query, k=k, num_threads=1)
+                return labels[0].astype(np.int64), dist[0]
+            except RuntimeError:
+                # Fewer reachable elements than k (many deletions): ask for fewer.
+                if k <= 1:
+                    return np.zeros(0, np.int64), np.zeros(0, np.float32)
+                k = max(1, k // 2)
+
+    # -- graph building -------------------------------------------------------------
+
+    def _new_graph(self, capacity: int) -> Any:
+        import hnswlib
+
+        g = hnswlib.Index(space="ip", dim=self.dim)
+        g.init_index(
+            max_elements=max(capacity, 16),
+            M=self.config.hnsw_m,
+            ef_construction=self.config.hnsw_ef_construction,
+            random_seed=100,
+        )
+        g.set_ef(self.config.hnsw_ef_search)
+        return g
+
+    def needs_graph(self) -> bool:
+        return self.graph is None and not self.rebuilding and self.count >= self.config.exact_threshold
+
+    def needs_rebuild(self) -> bool:
+        if self.graph is None or self.rebuilding:
+            return False
+        total = self.graph.get_current_count()
+        return total > 0 and self.graph_deleted / total > self.config.rebuild_deleted_fraction
+
+    def start_rebuild(self, vectors_of: Callable[[np.ndarray], np.ndarray], on_done: Callable[[], None]) -> None:
+        """Build a fresh graph in a background thread; searches are served exactly from
+        the matrix meanwhile. vectors_of(labels) supplies vectors the layer lacks."""
+        with _Write(self._rw):
+            if self.rebuilding:
+                return
+            if self.matrix is None:
+                # Bring every live vector into an exact matrix, in row order.
+                rows = np.flatnonzero(self.alive[: self.n])
+                matrix = np.zeros((len(self.labels), self.dim), np.float32)
+                if len(rows):
+                    if self.graph is not None:
+                        matrix[rows] = np.asarray(self.graph.get_items(self.labels[rows]), np.float32)
+                    else:
+                        matrix[rows] = vectors_of(self.labels[rows])
+                self.matrix = matrix
+            self.rebuilding = True
+            self._rebuild_log = []
+            rows = np.flatnonzero(self.alive[: self.n])
+            labels = self.labels[rows].copy()
+            vectors = self.matrix[rows].copy()
+
+        def build() -> None:
+            try:
+                g = self._new_graph(int(len(labels) * 1.25) + 64)
+                if len(labels):
+                    g.add_items(vectors, labels, num_threads=self.config.threads)
+                deleted = 0
+                # Catch up with what changed meanwhile: in bulk outside the lock while the
+                # backlog is large, then the last few changes and the swap under it.
+                while True:
+                    with _Write(self._rw):
+                        log, self._rebuild_log = self._rebuild_log or [], []
+                        if len(log) < 256:
+                            deleted += self._apply_log(g, log, locked=True)
+                            self.graph = g
+                            self.graph_deleted = deleted
+                            self.matrix = None
+                            self.rebuilding = False
+                            self._rebuild_log = None
+                            break
+                    deleted += self._apply_log(g, log, locked=False)
+            except BaseException:
+                with _Write(self._rw):
+                    self._rebuild_log = None
+                    self.rebuilding = False
+                raise
+            on_done()
+
+        t = threading.Thread(target=build, name=f"magray-rebuild-{self.layer.value}", daemon=True)
+        self._rebuild_thread = t
+        t.start()
+
+    def _apply_log(self, g: Any, log: list[tuple[str, int]], locked: bool) -> int:
+        """Replay logged changes onto a graph under construction; returns deletions made."""
+        deleted = 0
+        i = 0
+        while i < len(log):
+            op, _ = log[i]
+            j = i
+            while j < len(log) and log[j][0] == op:
+                j += 1
+            run = [label for _, label in log[i:j]]
+            if op == "add":
+                with _NoLock() if locked else _Read(self._rw):
+                    live = [label for label in run if label in self.pos]
+                    vecs = self.matrix[[self.pos[label] for label in live]] if live else None
+                if live and vecs is not None:
+                    need = g.get_current_count() + len(live)
+                    if need > g.get_max_elements():
+                        g.resize_index(max(need, 2 * g.get_max_elements()))
+                    g.add_items(vecs, np.array(live, np.int64), num_threads=self._threads(len(live)))
+            else:
+                for label in run:
+                    try:
+                        g.mark_deleted(label)
+                        deleted += 1
+                    except RuntimeError:
+                        pass  # never reached the new graph
+            i = j
+        return deleted
+
+    def wait_rebuilt(self, timeout: float | None = None) -> None:
+        t = self._rebuild_thread
+        if t is not None:
+            t.join(timeout)
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def save(self, root: Path, seq: int, fingerprint: str) -> bool:
+        """Write a snapshot reflecting store sequence seq; False if the layer is rebuilding."""
+        with _Read(self._rw):
+            if self.rebuilding:
+                return False
+            layer_dir = root / self.layer.value
+            layer_dir.mkdir(parents=True, exist_ok=True)
+            snap = layer_dir / f"snap-{seq:020d}"
+            tmp = layer_dir / f".tmp-{seq:020d}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            rows = np.flatnonzero(self.alive[: self.n])
+            files: dict[str, str] = {}
+            cols = {
+                "labels": self.labels[rows],
+                "ids": self.ids[rows],
+                "created": self.created[rows],
+                "project": self.project[rows],
+                "session": self.session[rows],
+                "kind": self.kind[rows],
+            }
+            tag_lists = [self.row_tags.get(int(label), ()) for label in cols["labels"]]
+            cols["tag_offsets"] = np.cumsum([0] + [len(t) for t in tag_lists]).astype(np.int64)
+            cols["tag_codes"] = np.array([c for t in tag_lists for c in t], np.int32)
+            for name, arr in cols.items():
+                np.save(tmp / f"{name}.npy", arr)
+                files[f"{name}.npy"] = ""
+            if self.graph is not None:
+                self.graph.save_index(str(tmp / "graph.hnsw"))
+                files["graph.hnsw"] = ""
+            else:
+                assert self.matrix is not None
+                np.save(tmp / "matrix.npy", self.matrix[rows])
+                files["matrix.npy"] = ""
+            for name in files:
+                _fsync_file(tmp / name)
+                files[name] = file_digest(tmp / name)
+            meta = {
+                "seq": seq,
+                "layer": self.layer.value,
+                "dim": self.dim,
+                "count": int(len(rows)),
+                "fingerprint": fingerprint,
+                "strings": [self.strings.string(i) for i in range(len(self.strings._strings))],
+                "files": files,
+                "hnsw": {"M": self.config.hnsw_m, "ef_construction": self.config.hnsw_ef_construction},
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            _fsync_file(tmp / "meta.json")
+            _fsync_dir(tmp)
+            if snap.exists():
+                shutil.rmtree(snap)
+            os.rename(tmp, snap)
+            pointer = layer_dir / "current"
+            pointer_tmp = layer_dir / "current.tmp"
+            pointer_tmp.write_text(snap.name)
+            _fsync_file(pointer_tmp)
+            os.replace(pointer_tmp, pointer)
+            _fsync_dir(layer_dir)
+            for old in layer_dir.iterdir():
+                if old.is_dir() and old.name != snap.name:
+                    shutil.rmtree(old, ignore_errors=True)
+            self.snapshot_seq = seq
+            self.changes_since_save = 0
+            return True
+
+    @classmethod
+    def load(
+        cls,
+        root: Path,
+        layer: Layer,
+        dim: int,
+        config: MemoryConfig,
+        strings: Interner,
+        fingerprint: str,
+        verify: bool = True,
+    ) -> LayerIndex | None:
+        """The layer's last snapshot, or None if there is none. Raises CorruptStoreError
+        if it exists but fails its checks (the caller rebuilds from the store)."""
+        layer_dir = root / layer.value
+        pointer = layer_dir / "current"
+        if not pointer.exists():
+            return None
+        try:
+            snap = layer_dir / pointer.read_text().strip()
+            meta = json.loads((snap / "meta.json").read_text())
+            if meta["dim"] != dim or meta["fingerprint"] != fingerprint or meta["layer"] != layer.value:
+                raise CorruptStoreError(f"snapshot of {layer.value} was made for another model or dimension")
+            if verify:
+                for name, digest in meta["files"].items():
+                    if file_digest(snap / name) != digest:
+                        raise CorruptStoreError(f"{snap / name} fails its checksum")
+            idx = cls(layer, dim, config, strings)
+            saved = meta["strings"]
+            remap = np.array([strings.code(s) for s in saved] + [NO_CODE], np.int32)
+
+            def codes(a: np.ndarray) -> np.ndarray:
+                return remap[np.where(a == NO_CODE, len(saved), a)]
+
+            cols = {n[:-4]: np.load(snap / n) for n in meta["files"] if n.endswith(".npy") and n != "matrix.npy"}
+            n = len(cols["labels"])
+            idx._grow(n)
+            idx.n = n
+            idx.labels[:n] = cols["labels"]
+            idx.ids[:n] = cols["ids"]
+            idx.created[:n] = cols["created"]
+            idx.project[:n] = codes(cols["project"])
+            idx.session[:n] = codes(cols["session"])
+            idx.kind[:n] = codes(cols["kind"])
+            idx.alive[:n] = True
+            idx.pos = {int(label): i for i, label in enumerate(cols["labels"].tolist())}
+            offsets, tag_codes = cols["tag_offsets"], codes(cols["tag_codes"])
+            for i, label in enumerate(cols["labels"].tolist()):
+                lo, hi = int(offsets[i]), int(offsets[i + 1])
+                if hi > lo:
+                    t = tuple(int(c) for c in tag_codes[lo:hi])
+                    idx.row_tags[label] = t
+                    for c in t:
+                        idx.tags.setdefault(c, set()).add(label)
+            if "graph.hnsw" in meta["files"]:
+                import hnswlib
+
+                g = hnswlib.Index(space="ip", dim=dim)
+                g.load_index(str(snap / "graph.hnsw"), max_elements=max(n, 16))
+                g.set_ef(config.hnsw_ef_search)
+                if g.get_current_count() != n:
+                    raise CorruptStoreError(f"graph of {layer.value} holds {g.get_current_count()} elements, columns {n}")
+                idx.graph = g
+                idx.matrix = None
+            else:
+                matrix = np.load(snap / "matrix.npy")
+                if matrix.shape != (n, dim):
+                    raise CorruptStoreError(f"matrix of {layer.value} has shape {matrix.shape}")
+                idx.matrix[:n] = matrix
+            idx.snapshot_seq = int(meta["seq"])
+            return idx
+        except CorruptStoreError:
+            raise
+        except Exception as exc:
+            raise CorruptStoreError(f"snapshot of layer {layer.value} is unreadable: {exc}") from exc

@@ -1,0 +1,132 @@
+"""The values the memory API returns: layers, records, hits and reports."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Layer(str, enum.Enum):
+    """The three memory layers, hottest first."""
+
+    INTERACT = "interact"  # hot: expires after 24 hours without use
+    INSIGHTS = "insights"  # what kept being used: expires after 90 days without use
+    ASSETS = "assets"  # permanent
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def code(self) -> int:
+        return _LAYER_CODES[self]
+
+    @staticmethod
+    def from_code(code: int) -> Layer:
+        return _LAYERS[code]
+
+    @staticmethod
+    def parse(value: Layer | str) -> Layer:
+        """A Layer from its name; InvalidInputError lists the valid names otherwise."""
+        if isinstance(value, Layer):
+            return value
+        try:
+            return Layer(value)
+        except ValueError:
+            from magray.errors import InvalidInputError
+
+            valid = ", ".join(layer.value for layer in Layer)
+            raise InvalidInputError(f"unknown layer {value!r}; use one of: {valid}") from None
+
+
+_LAYERS = list(Layer)
+_LAYER_CODES = {layer: i for i, layer in enumerate(_LAYERS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One memory. Times are Unix seconds (UTC)."""
+
+    id: str
+    text: str
+    layer: Layer
+    kind: str = "note"
+    tags: tuple[str, ...] = ()
+    project: str | None = None
+    session: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    last_access: float = 0.0
+    access_count: int = 0
+    importance: float = 0.0
+    fingerprint: str = ""
+    layer_since: float = 0.0  # when it entered its current layer (TTLs count from here)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "layer": self.layer.value,
+            "kind": self.kind,
+            "tags": list(self.tags),
+            "project": self.project,
+            "session": self.session,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_access": self.last_access,
+            "access_count": self.access_count,
+            "importance": self.importance,
+            "fingerprint": self.fingerprint,
+            "layer_since": self.layer_since,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A search result: the cosine similarity of the query and the record (higher is better)."""
+
+    id: str
+    score: float
+    layer: Layer
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One lifecycle change: a promotion (to a layer) or an expiry (to None)."""
+
+    id: str
+    from_layer: Layer
+    to_layer: Layer | None
+    reason: str
+    at: float
+
+
+@dataclass(slots=True)
+class LifecycleReport:
+    """What promote() or expire() did (or would do, for a dry run)."""
+
+    moved: list[Move] = field(default_factory=list)
+    expired: list[Move] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for m in self.moved:
+            key = f"{m.from_layer.value}->{m.to_layer.value if m.to_layer else 'expired'}"
+            counts[key] = counts.get(key, 0) + 1
+        for m in self.expired:
+            key = f"{m.from_layer.value}->expired"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What import_jsonl() did: records added, duplicates skipped, lines rejected."""
+
+    added: int = 0
+    skipped: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, message)
