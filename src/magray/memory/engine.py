@@ -131,6 +131,7 @@ class Memory:
         self._worker: threading.Thread | None = None
         self._last_report: dict[str, Any] = {}
         self._applied_seq = 0
+        self._pool: Any = None
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -318,6 +319,8 @@ class Memory:
                 self._save_indexes(force=True)
         finally:
             self._closed = True
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
             try:
                 self.store.close()
             finally:
@@ -635,7 +638,7 @@ class Memory:
         if vector is not None:
             if not self.dim:
                 return []
-            q = self._vectors(vector, 1)[0]
+            q = self._query_vector(vector)
         else:
             q = self._embed([self._text(query, "query")])[0]
             if not self.dim:
@@ -647,9 +650,8 @@ class Memory:
         if not self._layers:
             return []
         found: list[tuple[float, bytes, Layer]] = []
-        for layer in chosen:
+        for layer, (labels, scores) in self._search_layers(chosen, q, k, flt):
             idx = self._layers[layer]
-            labels, scores = idx.search(q, k, flt)
             for label, score in zip(labels.tolist(), scores.tolist()):
                 rid = idx.id_of(label)
                 if rid is not None:
@@ -670,8 +672,53 @@ class Memory:
             rec = StoredRecord.decode(rid, raw)
             if not self.read_only:
                 self._touch(rid, now)
-            hits.append(Hit(idcodec.encode(rid), float(score), layer, self._to_record(rec)))
+            record = self._to_record(rec)
+            hits.append(Hit(record.id, float(score), layer, record))
         return hits
+
+    def _query_vector(self, vector: Any) -> np.ndarray:
+        """A unit float32 query; the common case (a float32 vector) costs one native call."""
+        from magray.kernels import l2_normalize
+
+        if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.ndim == 1
+                and vector.flags.c_contiguous):
+            return self._vectors(vector, 1)[0]
+        if vector.shape[0] != self.dim:
+            raise InvalidInputError(
+                f"vector has dimension {vector.shape[0]}, the store holds {self.dim}-d vectors"
+            )
+        try:
+            q = l2_normalize(vector[None, :])[0]
+        except ValueError:
+            raise InvalidInputError("vector 0 contains NaN or Inf; clean it first") from None
+        if not q.any():
+            raise InvalidInputError("vector 0 is all zeros and has no direction")
+        return q
+
+    def _search_layers(self, chosen: list[Layer], q: np.ndarray, k: int,
+                       flt: Filter) -> list[tuple[Layer, tuple[np.ndarray, np.ndarray]]]:
+        """Each layer's candidates. Graph searches release the GIL, so with several large
+        layers they run on a small thread pool at the same time."""
+        jobs = [layer for layer in chosen if self._layers[layer].count]
+        graphs = sum(1 for layer in jobs if self._layers[layer].graph is not None)
+        if graphs < 2 or not self.config.parallel_search or (os.cpu_count() or 1) < 2:
+            return [(layer, self._layers[layer].search(q, k, flt)) for layer in jobs]
+        pool = self._search_pool()
+        futures = [(layer, pool.submit(self._layers[layer].search, q, k, flt)) for layer in jobs[1:]]
+        first = (jobs[0], self._layers[jobs[0]].search(q, k, flt))
+        return [first] + [(layer, f.result()) for layer, f in futures]
+
+    def _search_pool(self) -> Any:
+        pool = self._pool
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with self._access_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=len(Layer) - 1,
+                                                    thread_name_prefix="magray-search")
+                pool = self._pool
+        return pool
 
     @staticmethod
     def _opt_str(name: str, value: Any) -> str | None:

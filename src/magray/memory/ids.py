@@ -38,26 +38,33 @@ def new_id(now_ms: int | None = None) -> bytes:
     return value.to_bytes(16, "big")
 
 
+# Pairs of characters for each 10-bit group: 13 lookups write the 26 characters.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_VALID = frozenset(_DECODE)
+
+
 def encode(raw: bytes) -> str:
     """The 26-character text form of a 16-byte id."""
-    value = int.from_bytes(raw, "big")
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    v = int.from_bytes(raw, "big")
+    p = _PAIRS
+    return (
+        p[v >> 120] + p[(v >> 110) & 1023] + p[(v >> 100) & 1023] + p[(v >> 90) & 1023]
+        + p[(v >> 80) & 1023] + p[(v >> 70) & 1023] + p[(v >> 60) & 1023]
+        + p[(v >> 50) & 1023] + p[(v >> 40) & 1023] + p[(v >> 30) & 1023]
+        + p[(v >> 20) & 1023] + p[(v >> 10) & 1023] + p[v & 1023]
+    )
 
 
 def decode(text: str) -> bytes:
     """The 16 bytes of an id's text form; raises ValueError if it is not one."""
     if not isinstance(text, str) or len(text) != 26:
         raise ValueError(f"{text!r} is not a magray id (26 characters of Crockford base32)")
+    if not _VALID.issuperset(text):
+        bad = next(ch for ch in text if ch not in _VALID)
+        raise ValueError(f"{text!r} is not a magray id: {bad!r} is not base32")
     value = 0
     for ch in text:
-        digit = _DECODE.get(ch)
-        if digit is None:
-            raise ValueError(f"{text!r} is not a magray id: {ch!r} is not base32")
-        value = (value << 5) | digit
+        value = (value << 5) | _DECODE[ch]
     if value >> 128:
         raise ValueError(f"{text!r} is not a magray id: it overflows 128 bits")
     return value.to_bytes(16, "big")

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import magray
+from magray import InvalidInputError, Layer, NotFoundError
+from magray.memory import ids
+
+from .conftest import FakeClock, unit_vectors
+
+
+def test_add_get_search(mem: Any, clock: FakeClock) -> None:
+    a = mem.add("the deploy key lives in the vault", tags=["ops", "secrets"], project="infra",
+                session="s1", kind="fact", importance=0.4, metadata={"source": "chat", "n": 3})
+    mem.add("remember to buy milk and bread")
+    mem.add("the quarterly report is due on friday")
+    rec = mem.get(a)
+    assert rec is not None
+    assert rec.text == "the deploy key lives in the vault"
+    assert rec.layer is Layer.INTERACT and rec.kind == "fact"
+    assert rec.tags == ("ops", "secrets") and rec.project == "infra" and rec.session == "s1"
+    assert rec.metadata == {"source": "chat", "n": 3}
+    assert rec.importance == 0.4 and rec.created_at == clock.now and rec.access_count == 0
+    assert rec.fingerprint == mem.fingerprint
+    hits = mem.search("where is the deploy key?", k=3)
+    assert [h.id for h in hits][0] == a
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0001 <= s <= 1.0001 for s in scores)
+    assert hits[0].record.access_count == 1  # counted, visible at once
+    assert mem.get(a).access_count == 1
+
+
+def test_ids_are_time_sortable_and_validated(mem: Any, clock: FakeClock) -> None:
+    made = []
+    for i in range(5):
+        made.append(mem.add(f"note number {i}"))
+        clock.advance(0.001)
+    assert made == sorted(made)
+    assert ids.encode(ids.decode(made[0])) == made[0]
+    with pytest.raises(InvalidInputError, match="not a magray id"):
+        mem.get("nope")
+    assert mem.get(ids.encode(ids.new_id())) is None
+
+
+def test_duplicate_text_in_a_layer_is_an_access(mem: Any) -> None:
+    a = mem.add("same words")
+    assert mem.add("same words") == a
+    assert mem.add_many(["same words", "same words", "other"])[:2] == [a, a]
+    assert mem.get(a).access_count == 3
+    b = mem.add("same words", layer="assets")
+    assert b != a
+    assert mem.stats()["records"] == 3
+
+
+def test_vector_only_store(store_path: Path) -> None:
+    with magray.open(store_path, embedder=None) as m:
+        v = unit_vectors(20, dim=16)
+        got = m.add_many([f"v{i}" for i in range(20)], vectors=v)
+        assert m.dim == 16
+        hits = m.search(vector=v[7], k=1)
+        assert hits[0].id == got[7] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        with pytest.raises(InvalidInputError, match="no embedder"):
+            m.search("text query")
+        with pytest.raises(InvalidInputError, match="dimension 8, the store holds 16"):
+            m.add("x", vector=np.ones(8))
+
+
+def test_unit_scores_and_unnormalised_vectors(store_path: Path) -> None:
+    with magray.open(store_path, embedder=None) as m:
+        m.add("a", vector=[3.0, 0.0, 0.0])
+        m.add("b", vector=[0.0, 5.0, 0.0])
+        hits = m.search(vector=[1.0, 1.0, 0.0], k=2)
+        assert [h.score for h in hits] == pytest.approx([0.7071068, 0.7071068], abs=1e-6)
+        # Ties go to the older record.
+        assert [h.record.text for h in hits] == ["a", "b"]
+
+
+def test_update_and_delete(mem: Any) -> None:
+    a = mem.add("the cat sat on the mat", tags=["pets"])
+    b = mem.add("stock prices rose sharply today")
+    r = mem.update(a, text="the dog slept on the rug", tags=["dogs"], importance=0.5,
+                   metadata={"v": 2})
+    assert r.text == "the dog slept on the rug" and r.tags == ("dogs",) and r.importance == 0.5
+    assert mem.search("dog rug", k=1)[0].id == a
+    assert mem.search("cat", k=5, tags=["pets"]) == []
+    r = mem.update(a, layer="assets")
+    assert r.layer is Layer.ASSETS
+    assert mem.search("dog rug", k=1, layers=["assets"])[0].id == a
+    assert mem.search("dog rug", k=5, layers=["interact"])[0].id == b
+    assert mem.delete([a, b]) == 2
+    assert mem.get(a) is None and mem.search("dog", k=5) == []
+
+
+def test_bad_input_is_rejected_and_writes_nothing(store_path: Path) -> None:
+    with magray.open(store_path, embedder="hash", config={"max_text_bytes": 100}) as m:
+        keep = m.add("a valid memory")
+        before = m.stats()
+
+        def same() -> None:
+            after = m.stats()
+            assert after["records"] == before["records"] and after["seq"] == before["seq"]
+
+        cases = [
+            (lambda: m.add(""), "empty"),
+            (lambda: m.add("   \n\t"), "empty"),
+            (lambda: m.add("x" * 101), "over the limit of 100"),
+            (lambda: m.add("ok", layer="archive"), "interact, insights, assets"),
+            (lambda: m.add("ok", metadata={"f": object()}), "metadata cannot be stored"),
+            (lambda: m.add("ok", metadata=[1]), "must be a dict"),
+            (lambda: m.add("ok", importance=2), r"\[0, 1\]"),
+            (lambda: m.add("ok", vector=np.full(384, np.nan)), "NaN or Inf"),
+            (lambda: m.add("ok", vector=np.ones(5)), "dimension 5"),
+            (lambda: m.add("ok", vector=np.zeros(384)), "all zeros"),
+            (lambda: m.add("bad \ud800"), "lone surrogates"),
+            (lambda: m.add_many(["fine", ""]), r"texts\[1\]"),
+            (lambda: m.search("q", k=0), "k must be"),
+            (lambda: m.search("q", k=-1), "k must be"),
+            (lambda: m.search("", k=3), "empty"),
+            (lambda: m.search("q", layers=["nope"]), "unknown layer"),
+        ]
+        for fn, msg in cases:
+            with pytest.raises(InvalidInputError, match=msg):
+                fn()
+            same()
+        missing = ids.encode(ids.new_id())
+        with pytest.raises(NotFoundError, match="no record with id"):
+            m.update(missing, text="x")
+        with pytest.raises(NotFoundError, match="nothing was deleted"):
+            m.delete([keep, missing])
+        assert m.get(keep) is not None
+        same()
+
+
+def test_bad_paths(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(InvalidInputError, match="is a file"):
+        magray.open(f)
+    with pytest.raises(magray.StoreError, match="cannot create"):
+        magray.open(f / "sub")
+    with pytest.raises(magray.StoreError, match="no magray store"):
+        magray.open(tmp_path / "missing", read_only=True)
+
+
+def test_default_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGRAY_HOME", str(tmp_path / "home"))
+    with magray.open(embedder=None) as m:
+        assert m.path == tmp_path / "home"
+
+
+def test_closed_store_says_so(store_path: Path) -> None:
+    m = magray.open(store_path, embedder="hash")
+    m.close()
+    with pytest.raises(magray.StoreError, match="closed"):
+        m.add("x")

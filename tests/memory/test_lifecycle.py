@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import magray
+from magray import Layer
+
+from .conftest import FakeClock
+
+DAY = 86_400.0
+
+
+def test_promotion_rules_and_report(store_path: Path, clock: FakeClock) -> None:
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        used = m.add("alpha beta gamma used often")
+        vital = m.add("delta epsilon vital", importance=0.85)
+        critical = m.add("zeta eta critical", importance=0.97)
+        idle = m.add("theta iota idle")
+        for _ in range(3):
+            assert m.search("alpha beta gamma", k=1)[0].id == used
+        dry = m.promote(dry_run=True)
+        assert {mv.id for mv in dry.moved} == {used, vital, critical}
+        assert m.get(used).layer is Layer.INTERACT  # a dry run moves nothing
+        report = m.promote()
+        moved = {mv.id: mv for mv in report.moved}
+        assert moved[used].to_layer is Layer.INSIGHTS and "used 3 times" in moved[used].reason
+        assert moved[vital].to_layer is Layer.INSIGHTS and "importance 0.85" in moved[vital].reason
+        assert moved[critical].to_layer is Layer.ASSETS
+        assert idle not in moved
+        assert m.get(used).layer is Layer.INSIGHTS and m.get(used).layer_since == clock.now
+        # The indexes moved too.
+        assert m.search("alpha beta gamma", k=1, layers=["insights"])[0].id == used
+        assert all(h.id != used for h in m.search("alpha beta gamma", k=5, layers=["interact"]))
+        assert m.stats()["moves"] == {"interact->insights": 2, "interact->assets": 1}
+
+
+def test_insights_to_assets_needs_use_and_age(store_path: Path, clock: FakeClock) -> None:
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        a = m.add("kappa lambda", layer="insights")
+        for _ in range(10):
+            m.search("kappa lambda", k=1)
+        assert m.promote().moved == []  # used enough, but only hours old
+        clock.advance(7 * DAY + 1)
+        report = m.promote()
+        assert [(mv.id, mv.to_layer) for mv in report.moved] == [(a, Layer.ASSETS)]
+
+
+def test_expiry_by_ttl_since_last_use(store_path: Path, clock: FakeClock) -> None:
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        old = m.add("mu nu old note")
+        kept = m.add("xi omicron kept by use")
+        insight = m.add("pi rho insight", layer="insights")
+        asset = m.add("sigma tau asset", layer="assets")
+        clock.advance(20 * 3600)
+        m.search("xi omicron kept", k=1)  # used: its 24 hours start again
+        clock.advance(5 * 3600)
+        report = m.expire()
+        assert [mv.id for mv in report.expired] == [old]
+        assert m.get(old) is None and m.get(kept) is not None
+        assert m.search("mu nu old note", k=5, layers=["interact"])[0].id != old
+        clock.advance(91 * DAY)
+        report = m.expire()
+        assert {mv.id for mv in report.expired} == {kept, insight}
+        assert m.get(asset) is not None  # assets are permanent
+        assert m.stats()["moves"]["interact->expired"] == 2
+
+
+def test_promotion_is_checked_before_expiry(store_path: Path, clock: FakeClock) -> None:
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        a = m.add("upsilon phi important", importance=0.9)
+        clock.advance(2 * DAY)
+        report = m.expire()
+        assert report.expired == [] and report.moved[0].id == a
+        assert m.get(a).layer is Layer.INSIGHTS
+
+
+def test_config_values_drive_the_rules(store_path: Path, clock: FakeClock) -> None:
+    cfg = {"ttl_interact": 60.0, "promote_access_count": 1}
+    with magray.open(store_path, embedder="hash", clock=clock, config=cfg) as m:
+        a = m.add("chi psi")
+        b = m.add("omega alpha two")
+        m.search("chi psi", k=1)
+        clock.advance(61)
+        report = m.expire()
+        assert [mv.id for mv in report.moved] == [a]
+        assert [mv.id for mv in report.expired] == [b]
