@@ -58,8 +58,15 @@ class MemoryConfig:
                 isinstance(value, bool) or not isinstance(value, (int, float))
             ):
                 raise InvalidInputError(f"config {f.name}={value!r} must be a number")
-        positive = ("ttl_interact", "ttl_insights", "hnsw_m", "hnsw_ef_construction",
-                    "hnsw_ef_search", "max_text_bytes", "index_save_every")
+        positive = (
+            "ttl_interact",
+            "ttl_insights",
+            "hnsw_m",
+            "hnsw_ef_construction",
+            "hnsw_ef_search",
+            "max_text_bytes",
+            "index_save_every",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidInputError(f"config {name}={getattr(self, name)!r} must be > 0")
@@ -67,8 +74,14 @@ class MemoryConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InvalidInputError(f"config {name}={value!r} must be in [0, 1]")
-        for name in ("promote_access_count", "assets_access_count", "exact_threshold",
-                     "index_threads", "assets_min_age", "access_flush_seconds"):
+        for name in (
+            "promote_access_count",
+            "assets_access_count",
+            "exact_threshold",
+            "index_threads",
+            "assets_min_age",
+            "access_flush_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"config {name}={getattr(self, name)!r} must be >= 0")
 
@@ -92,6 +105,4 @@ def coerce_config(config: MemoryConfig | dict[str, Any] | None) -> MemoryConfig:
         return config
     if isinstance(config, dict):
         return MemoryConfig().replace(**config)
-    raise InvalidInputError(
-        f"config must be a MemoryConfig or a dict, not {type(config).__name__}"
-    )
+    raise InvalidInputError(f"config must be a MemoryConfig or a dict, not {type(config).__name__}")

@@ -14,8 +14,15 @@ from .conftest import FakeClock, unit_vectors
 
 
 def test_add_get_search(mem: Any, clock: FakeClock) -> None:
-    a = mem.add("the deploy key lives in the vault", tags=["ops", "secrets"], project="infra",
-                session="s1", kind="fact", importance=0.4, metadata={"source": "chat", "n": 3})
+    a = mem.add(
+        "the deploy key lives in the vault",
+        tags=["ops", "secrets"],
+        project="infra",
+        session="s1",
+        kind="fact",
+        importance=0.4,
+        metadata={"source": "chat", "n": 3},
+    )
     mem.add("remember to buy milk and bread")
     mem.add("the quarterly report is due on friday")
     rec = mem.get(a)
@@ -83,8 +90,9 @@ def test_unit_scores_and_unnormalised_vectors(store_path: Path) -> None:
 def test_update_and_delete(mem: Any) -> None:
     a = mem.add("the cat sat on the mat", tags=["pets"])
     b = mem.add("stock prices rose sharply today")
-    r = mem.update(a, text="the dog slept on the rug", tags=["dogs"], importance=0.5,
-                   metadata={"v": 2})
+    r = mem.update(
+        a, text="the dog slept on the rug", tags=["dogs"], importance=0.5, metadata={"v": 2}
+    )
     assert r.text == "the dog slept on the rug" and r.tags == ("dogs",) and r.importance == 0.5
     assert mem.search("dog rug", k=1)[0].id == a
     assert mem.search("cat", k=5, tags=["pets"]) == []

@@ -4,7 +4,6 @@ the middle of an index snapshot), reopen, and check that nothing acknowledged is
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -67,8 +66,10 @@ def test_sigkill_never_loses_an_acknowledged_record(tmp_path: Path) -> None:
     rnd = random.Random(1234)
     during_save = 0
     for trial in range(12):
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(store), str(ack), str(trial), str(marker)],
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(store), str(ack), str(trial), str(marker)],
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 20
         if trial % 2:
             # Kill while a snapshot is being written.
@@ -90,7 +91,7 @@ def test_sigkill_never_loses_an_acknowledged_record(tmp_path: Path) -> None:
         mem.wait_ready()
         stats = mem.stats()
         # Every acknowledged record is there and is the top hit for its own vector.
-        for rid, text, vec in acked:
+        for rid, text, _vec in acked:
             rec = mem.get(rid)
             assert rec is not None and rec.text == text, rid
         for rid, _text, vec in acked[:: max(1, len(acked) // 300)]:
@@ -102,7 +103,7 @@ def test_sigkill_never_loses_an_acknowledged_record(tmp_path: Path) -> None:
             in_store = [k for k, _ in mem.store.scan("labels", bytes((layer.code,)))]
             idx = mem._layers[layer]
             assert idx.count == len(in_store) == stats["layers"][layer.value]["records"]
-            for label, rid in idx.label_ids():
+            for _label, rid in idx.label_ids():
                 raw = mem.store.get("records", rid)
                 assert raw is not None
             texts += [r.text for r in mem._records_of(layer)]

@@ -9,7 +9,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import magray
@@ -99,8 +98,9 @@ def test_heavy_deletion_rebuilds_the_graph(store_path: Path) -> None:
         assert texts_of(m.search(vector=vecs[400], k=1)) == ["r400"]
 
 
-def test_move_interrupted_between_store_and_index_is_repaired(store_path: Path, clock: FakeClock,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_move_interrupted_between_store_and_index_is_repaired(
+    store_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     m = magray.open(store_path, embedder="hash", clock=clock)
     a = m.add("important decision about the schema", importance=0.9)
     from magray.memory.index import LayerIndex
@@ -143,7 +143,9 @@ def test_damaged_backup_is_refused_and_target_untouched(store_path: Path, tmp_pa
         m.add_many([f"r{i}" for i in range(50)], vectors=vecs)
         dest = m.backup(tmp_path / "bk")
         m.add("extra", vector=vecs[0] + 0.1)
-    victim = max((p for p in (dest / "db").iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+    victim = max(
+        (p for p in (dest / "db").iterdir() if p.is_file()), key=lambda p: p.stat().st_size
+    )
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     with pytest.raises(BackupError, match="damaged"):
         magray.restore(dest, store_path)
@@ -151,20 +153,31 @@ def test_damaged_backup_is_refused_and_target_untouched(store_path: Path, tmp_pa
         assert m.stats()["records"] == 51
     with pytest.raises(BackupError, match="not a magray backup"):
         magray.restore(tmp_path, tmp_path / "x")
-    with pytest.raises(magray.InvalidInputError, match="not an empty directory"):
-        with magray.open(store_path, embedder=None) as m:
-            m.backup(dest)
+    with (
+        magray.open(store_path, embedder=None) as m,
+        pytest.raises(magray.InvalidInputError, match="not an empty directory"),
+    ):
+        m.backup(dest)
 
 
 def test_export_import_round_trip(store_path: Path, tmp_path: Path, clock: FakeClock) -> None:
     with magray.open(store_path, embedder="hash", clock=clock) as m:
-        m.add("first memory of the day", tags=["a", "b"], project="p", session="s", kind="k",
-              importance=0.3, metadata={"raw": b"\x00\x01", "nested": {"x": [1, 2.5, None]}})
+        m.add(
+            "first memory of the day",
+            tags=["a", "b"],
+            project="p",
+            session="s",
+            kind="k",
+            importance=0.3,
+            metadata={"raw": b"\x00\x01", "nested": {"x": [1, 2.5, None]}},
+        )
         m.add("second memory", layer="assets")
         m.search("first memory", k=1)
         n = m.export_jsonl(tmp_path / "out.jsonl", vectors=True)
         m.export_jsonl(tmp_path / "novec.jsonl")
-        originals = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+        originals = {
+            r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
+        }
     assert n == 2
     for src in ("out.jsonl", "novec.jsonl"):
         other = tmp_path / f"other-{src}"
@@ -174,7 +187,10 @@ def test_export_import_round_trip(store_path: Path, tmp_path: Path, clock: FakeC
             for rid, orig in originals.items():
                 rec = m2.get(rid).to_dict()
                 rec_meta = rec.pop("metadata")
-                assert rec_meta == {"raw": b"\x00\x01", "nested": {"x": [1, 2.5, None]}} or orig["metadata"] == {}
+                assert (
+                    rec_meta == {"raw": b"\x00\x01", "nested": {"x": [1, 2.5, None]}}
+                    or orig["metadata"] == {}
+                )
                 for key, value in rec.items():
                     assert value == orig[key], key
             assert m2.search("first memory", k=1)[0].record.text == "first memory of the day"
@@ -184,8 +200,10 @@ def test_export_import_round_trip(store_path: Path, tmp_path: Path, clock: FakeC
 
 def test_import_reports_bad_lines(store_path: Path, tmp_path: Path) -> None:
     f = tmp_path / "in.jsonl"
-    f.write_text('{"text": "good one"}\n{not json\n{"text": ""}\n{"text": "ok", "layer": "x"}\n'
-                 '{"text": "fine too", "bogus": 1}\n{"text": "last good"}\n')
+    f.write_text(
+        '{"text": "good one"}\n{not json\n{"text": ""}\n{"text": "ok", "layer": "x"}\n'
+        '{"text": "fine too", "bogus": 1}\n{"text": "last good"}\n'
+    )
     with magray.open(store_path, embedder="hash") as m:
         report = m.import_jsonl(f)
         assert report.added == 2
@@ -195,10 +213,14 @@ def test_import_reports_bad_lines(store_path: Path, tmp_path: Path) -> None:
 
 def test_second_writer_gets_store_locked_error(store_path: Path) -> None:
     with magray.open(store_path, embedder=None):
-        code = ("import magray, sys\n"
-                "try:\n    magray.open(sys.argv[1], embedder=None)\n"
-                "except magray.StoreLockedError as e:\n    print('LOCKED', e.pid); sys.exit(3)\n")
-        r = subprocess.run([sys.executable, "-c", code, str(store_path)], capture_output=True, text=True)
+        code = (
+            "import magray, sys\n"
+            "try:\n    magray.open(sys.argv[1], embedder=None)\n"
+            "except magray.StoreLockedError as e:\n    print('LOCKED', e.pid); sys.exit(3)\n"
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(store_path)], capture_output=True, text=True
+        )
         assert r.returncode == 3, r.stderr
         assert r.stdout.split() == ["LOCKED", str(os.getpid())]
         with pytest.raises(StoreLockedError, match=f"process {os.getpid()}"):
@@ -282,6 +304,8 @@ def test_reembed_converts_and_resumes(store_path: Path) -> None:
         converted = m.reembed(progress=lambda d, t: seen.append(d), batch_size=5)
         assert 0 < converted < 30  # the first batches were already converted
         assert m.dim == 32
-        assert m.search("note about topic 17 and thing 119", k=1)[0].record.text.startswith("note about topic 17 ")
+        assert m.search("note about topic 17 and thing 119", k=1)[0].record.text.startswith(
+            "note about topic 17 "
+        )
     with magray.open(store_path, embedder=HashEmbedder(dim=32)) as m:
         assert m.stats()["records"] == 30

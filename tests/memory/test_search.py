@@ -17,17 +17,34 @@ N = 1200
 @pytest.fixture(params=["exact", "graph"])
 def filled(request: pytest.FixtureRequest, store_path: Path, clock: FakeClock):  # type: ignore[no-untyped-def]
     threshold = 10_000 if request.param == "exact" else 200
-    m = magray.open(store_path, embedder=None, clock=clock,
-                    config={"exact_threshold": threshold, "hnsw_ef_search": 64})
+    m = magray.open(
+        store_path,
+        embedder=None,
+        clock=clock,
+        config={"exact_threshold": threshold, "hnsw_ef_search": 64},
+    )
     vecs = unit_vectors(N, dim=24, seed=3, clusters=12)
     meta = []
     for i in range(0, N, 100):
         for j in range(i, i + 100):
             tags = [f"t{j % 7}"] + (["rare"] if j % 97 == 0 else [])
-            meta.append({"tags": tags, "project": f"p{j % 3}", "session": f"s{j % 5}",
-                         "kind": "fact" if j % 2 else "note", "created": clock.now})
-            m.add(f"item {j}", vector=vecs[j], tags=tags, project=f"p{j % 3}",
-                  session=f"s{j % 5}", kind="fact" if j % 2 else "note")
+            meta.append(
+                {
+                    "tags": tags,
+                    "project": f"p{j % 3}",
+                    "session": f"s{j % 5}",
+                    "kind": "fact" if j % 2 else "note",
+                    "created": clock.now,
+                }
+            )
+            m.add(
+                f"item {j}",
+                vector=vecs[j],
+                tags=tags,
+                project=f"p{j % 3}",
+                session=f"s{j % 5}",
+                kind="fact" if j % 2 else "note",
+            )
             clock.advance(1.0)
     m.wait_ready()
     assert m.stats()["layers"]["interact"]["index"] == request.param
@@ -48,7 +65,10 @@ def brute(vecs: np.ndarray, meta: list[dict], q: np.ndarray, k: int, pred) -> li
         ({"tags": ["rare"]}, lambda m: "rare" in m["tags"]),
         ({"tags": ["t1", "t2"]}, lambda m: "t1" in m["tags"] or "t2" in m["tags"]),
         ({"project": "p1"}, lambda m: m["project"] == "p1"),
-        ({"project": "p2", "session": "s3"}, lambda m: m["project"] == "p2" and m["session"] == "s3"),
+        (
+            {"project": "p2", "session": "s3"},
+            lambda m: m["project"] == "p2" and m["session"] == "s3",
+        ),
         ({"kind": "fact"}, lambda m: m["kind"] == "fact"),
         ({"tags": ["t0"], "kind": "note"}, lambda m: "t0" in m["tags"] and m["kind"] == "note"),
     ],

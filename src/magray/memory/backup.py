@@ -41,7 +41,9 @@ def create_backup(mem: Memory, dest: Path) -> Path:
         raise ReadOnlyError("back up from the writable store (a read-only view cannot checkpoint)")
     dest = dest.expanduser().absolute()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise InvalidInputError(f"backup destination {dest} exists and is not an empty directory; pick a new path")
+        raise InvalidInputError(
+            f"backup destination {dest} exists and is not an empty directory; pick a new path"
+        )
     partial = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -63,8 +65,12 @@ def create_backup(mem: Memory, dest: Path) -> Path:
                     target.mkdir(parents=True)
                     shutil.copytree(index_root / layer.value / snap, target / snap)
                     shutil.copy2(pointer, target / "current")
-            info = {"dim": mem.dim, "fingerprint": mem.fingerprint, "seq": mem._seq,
-                    "records": sum(i.count for i in mem._layers.values())}
+            info = {
+                "dim": mem.dim,
+                "fingerprint": mem.fingerprint,
+                "seq": mem._seq,
+                "records": sum(i.count for i in mem._layers.values()),
+            }
         from magray import __version__
 
         manifest = {
@@ -91,26 +97,36 @@ def verify_backup(root: Path) -> dict[str, Any]:
     """The manifest of a backup whose every file is present and intact; BackupError otherwise."""
     manifest_path = root / MANIFEST
     if not root.is_dir() or not manifest_path.is_file():
-        raise BackupError(f"{root} is not a magray backup (no {MANIFEST}); pass a directory made by backup()")
+        raise BackupError(
+            f"{root} is not a magray backup (no {MANIFEST}); pass a directory made by backup()"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
         files = manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise BackupError(f"{manifest_path} is damaged ({exc}); use another backup") from None
     if manifest.get("format") != BACKUP_FORMAT:
-        raise BackupError(f"backup format {manifest.get('format')!r} is not supported by this magray")
+        raise BackupError(
+            f"backup format {manifest.get('format')!r} is not supported by this magray"
+        )
     for rel, entry in files.items():
         p = root / rel
         if not p.is_file():
             raise BackupError(f"backup is incomplete: {rel} is missing; use another backup")
         if p.stat().st_size != entry["size"]:
-            raise BackupError(f"backup is damaged: {rel} has {p.stat().st_size} bytes, expected {entry['size']}")
+            raise BackupError(
+                f"backup is damaged: {rel} has {p.stat().st_size} bytes, expected {entry['size']}"
+            )
         if file_digest(p) != entry["xxh3_128"]:
             raise BackupError(f"backup is damaged: {rel} fails its checksum; use another backup")
     extra = {str(p.relative_to(root)) for p in _files(root)} - set(files)
     if any(x.startswith("db/") for x in extra):
-        raise BackupError(f"backup holds files its manifest does not list ({sorted(extra)[:3]}); use another backup")
-    return manifest
+        raise BackupError(
+            f"backup holds files its manifest does not list ({sorted(extra)[:3]}); "
+            "use another backup"
+        )
+    checked: dict[str, Any] = manifest
+    return checked
 
 
 def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
@@ -185,12 +201,15 @@ def export_jsonl(mem: Memory, path: Path, *, vectors: bool) -> int:
 
                 def write() -> None:
                     nonlocal n
-                    vecs = mem.store.multi_get("vectors", [r.raw_id for r in batch]) if vectors else []
+                    vecs = (
+                        mem.store.multi_get("vectors", [r.raw_id for r in batch]) if vectors else []
+                    )
                     for i, rec in enumerate(batch):
                         d = rec.to_record().to_dict()
                         d["metadata"] = _jsonable(d["metadata"])
-                        if vectors and vecs[i] is not None:
-                            d["vector"] = np.frombuffer(vecs[i], np.float32).tolist()
+                        raw = vecs[i] if vectors else None
+                        if raw is not None:
+                            d["vector"] = np.frombuffer(raw, np.float32).tolist()
                         f.write(json.dumps(d, ensure_ascii=False) + "\n")
                         n += 1
                     batch.clear()
@@ -207,15 +226,30 @@ def export_jsonl(mem: Memory, path: Path, *, vectors: bool) -> int:
     return n
 
 
-_FIELDS = {"id", "text", "layer", "kind", "tags", "project", "session", "metadata", "created_at",
-           "updated_at", "last_access", "access_count", "importance", "fingerprint", "layer_since",
-           "vector"}
+_FIELDS = {
+    "id",
+    "text",
+    "layer",
+    "kind",
+    "tags",
+    "project",
+    "session",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "last_access",
+    "access_count",
+    "importance",
+    "fingerprint",
+    "layer_since",
+    "vector",
+}
 
 
 def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
     try:
         d = json.loads(line)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidInputError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(d, dict):
         raise InvalidInputError("each line must be a JSON object")
@@ -223,9 +257,15 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
     if unknown:
         raise InvalidInputError(f"unknown field(s) {sorted(unknown)}")
     text = mem._text(d.get("text"))
-    f = mem._fields(d.get("layer", "interact"), d.get("kind", "note"), d.get("tags"),
-                    d.get("project"), d.get("session"), _from_json(d.get("metadata")),
-                    d.get("importance", 0.0))
+    f = mem._fields(
+        d.get("layer", "interact"),
+        d.get("kind", "note"),
+        d.get("tags"),
+        d.get("project"),
+        d.get("session"),
+        _from_json(d.get("metadata")),
+        d.get("importance", 0.0),
+    )
     rid = mem._raw_id(d["id"]) if d.get("id") is not None else idcodec.new_id(int(now * 1000))
 
     def num(name: str, default: float) -> float:
@@ -238,11 +278,26 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
     access = d.get("access_count", 0)
     if isinstance(access, bool) or not isinstance(access, int) or access < 0:
         raise InvalidInputError(f"access_count must be an int >= 0, got {access!r}")
-    rec = StoredRecord(rid, [
-        text, f["layer"].code, f["kind"], list(f["tags"]), f["project"], f["session"],
-        f["metadata"], created, num("updated_at", created), num("last_access", created), access,
-        f["importance"], d.get("fingerprint") or "", 0, num("layer_since", created),
-    ])
+    rec = StoredRecord(
+        rid,
+        [
+            text,
+            f["layer"].code,
+            f["kind"],
+            list(f["tags"]),
+            f["project"],
+            f["session"],
+            f["metadata"],
+            created,
+            num("updated_at", created),
+            num("last_access", created),
+            access,
+            f["importance"],
+            d.get("fingerprint") or "",
+            0,
+            num("layer_since", created),
+        ],
+    )
     vector = d.get("vector")
     return rec, vector
 
@@ -298,6 +353,8 @@ def import_jsonl(mem: Memory, path: Path) -> ImportReport:
                 if len(pending) >= 1000:
                     flush()
         except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"{path} is not UTF-8 text (byte {exc.start}); pass a JSONL export") from None
+            raise InvalidInputError(
+                f"{path} is not UTF-8 text (byte {exc.start}); pass a JSONL export"
+            ) from None
     flush()
     return report

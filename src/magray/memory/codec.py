@@ -20,27 +20,66 @@ class StoredRecord:
     """A record as kept in the store, plus its hnswlib label."""
 
     __slots__ = (
-        "access_count", "created_at", "fingerprint", "importance", "kind", "label",
-        "last_access", "layer", "layer_since", "metadata", "project", "raw_id", "session",
-        "tags", "text", "updated_at",
+        "access_count",
+        "created_at",
+        "fingerprint",
+        "importance",
+        "kind",
+        "label",
+        "last_access",
+        "layer",
+        "layer_since",
+        "metadata",
+        "project",
+        "raw_id",
+        "session",
+        "tags",
+        "text",
+        "updated_at",
     )
 
     def __init__(self, raw_id: bytes, fields: list[Any]) -> None:
         self.raw_id = raw_id
         (
-            self.text, layer, self.kind, tags, self.project, self.session, self.metadata,
-            self.created_at, self.updated_at, self.last_access, self.access_count,
-            self.importance, self.fingerprint, self.label, self.layer_since,
+            self.text,
+            layer,
+            self.kind,
+            tags,
+            self.project,
+            self.session,
+            self.metadata,
+            self.created_at,
+            self.updated_at,
+            self.last_access,
+            self.access_count,
+            self.importance,
+            self.fingerprint,
+            self.label,
+            self.layer_since,
         ) = fields
         self.layer = Layer.from_code(layer)
         self.tags = tuple(tags)
 
     def encode(self) -> bytes:
-        return pack([
-            self.text, self.layer.code, self.kind, list(self.tags), self.project, self.session,
-            self.metadata, self.created_at, self.updated_at, self.last_access,
-            self.access_count, self.importance, self.fingerprint, self.label, self.layer_since,
-        ])
+        return pack(
+            [
+                self.text,
+                self.layer.code,
+                self.kind,
+                list(self.tags),
+                self.project,
+                self.session,
+                self.metadata,
+                self.created_at,
+                self.updated_at,
+                self.last_access,
+                self.access_count,
+                self.importance,
+                self.fingerprint,
+                self.label,
+                self.layer_since,
+            ]
+        )
 
     @classmethod
     def decode(cls, raw_id: bytes, raw: bytes) -> StoredRecord:

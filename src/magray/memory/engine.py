@@ -29,7 +29,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from magray.config import MemoryConfig, coerce_config
+from magray.config import MemoryConfig
 from magray.embed.base import Embedder
 from magray.errors import (
     CorruptStoreError,
@@ -53,7 +53,7 @@ from magray.memory.codec import (
 )
 from magray.memory.index import Filter, Interner, LayerIndex, Row
 from magray.memory.lock import WriterLock
-from magray.memory.record import Hit, ImportReport, LifecycleReport, Layer, Move, Record
+from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Move, Record
 from magray.memory.store import SCHEMA_VERSION, Store, pack, read_u64, u64, unpack
 
 _UNSET: Any = object()
@@ -149,8 +149,9 @@ class Memory:
             self._lock = WriterLock(path)
             self._lock.acquire()
         try:
-            self.store = Store(path, read_only=read_only, secondary_path=self._secondary,
-                               sync=config.sync_writes)
+            self.store = Store(
+                path, read_only=read_only, secondary_path=self._secondary, sync=config.sync_writes
+            )
             self._init_meta(reembed)
             self._layers: dict[Layer, LayerIndex] = {}
             if self.dim:
@@ -159,8 +160,9 @@ class Memory:
             self._release()
             raise
         if not read_only:
-            self._worker = threading.Thread(target=self._maintain, name="magray-maintenance",
-                                            daemon=True)
+            self._worker = threading.Thread(
+                target=self._maintain, name="magray-maintenance", daemon=True
+            )
             self._worker.start()
 
     # -- opening ----------------------------------------------------------------------
@@ -186,24 +188,25 @@ class Memory:
         self._next_label: int = int(s.meta("next_label") or 0)
         self._reembed_target: str | None = s.meta("reembed_target")
         e = self._embedder
-        if e is not None and self.dim:
-            if e.dim != self.dim or e.fingerprint != self.fingerprint:
-                if not reembed and self._reembed_target != e.fingerprint:
-                    raise EmbedderMismatchError(
-                        f"store at {self.path} holds {self.dim}-d vectors of model "
-                        f"{self.fingerprint}, but the embedder {e.name} makes {e.dim}-d vectors "
-                        f"({e.fingerprint}); open with the store's embedder, or pass "
-                        "reembed=True and call mem.reembed() to convert the store"
-                    )
-                self._reembed_target = e.fingerprint
+        if e is None or not self.dim or (e.dim, e.fingerprint) == (self.dim, self.fingerprint):
+            return
+        if not reembed and self._reembed_target != e.fingerprint:
+            raise EmbedderMismatchError(
+                f"store at {self.path} holds {self.dim}-d vectors of model "
+                f"{self.fingerprint}, but the embedder {e.name} makes {e.dim}-d vectors "
+                f"({e.fingerprint}); open with the store's embedder, or pass "
+                "reembed=True and call mem.reembed() to convert the store"
+            )
+        self._reembed_target = e.fingerprint
 
     def _open_indexes(self) -> None:
         root = self.path / "index"
         replay_from = self._seq
         for layer in Layer:
             try:
-                idx = LayerIndex.load(root, layer, self.dim, self.config, self._strings,
-                                      self.fingerprint)
+                idx = LayerIndex.load(
+                    root, layer, self.dim, self.config, self._strings, self.fingerprint
+                )
             except CorruptStoreError:
                 idx = None
             if idx is None or idx.snapshot_seq > self._seq:
@@ -265,8 +268,11 @@ class Memory:
         keys = list(need)
         for i in range(0, len(keys), 4096):
             chunk = keys[i : i + 4096]
-            for rid, raw, vec in zip(chunk, self.store.multi_get("records", chunk),
-                                     self.store.multi_get("vectors", chunk)):
+            for rid, raw, vec in zip(
+                chunk,
+                self.store.multi_get("records", chunk),
+                self.store.multi_get("vectors", chunk),
+            ):
                 if raw is not None:
                     recs[rid] = StoredRecord.decode(rid, raw)
                 if vec is not None:
@@ -293,8 +299,15 @@ class Memory:
                 idx.update_columns(self._row(rec))
 
     def _row(self, rec: StoredRecord) -> Row:
-        return Row(rec.label, rec.raw_id, int(rec.created_at * 1000), rec.project, rec.session,
-                   rec.kind, rec.tags)
+        return Row(
+            rec.label,
+            rec.raw_id,
+            int(rec.created_at * 1000),
+            rec.project,
+            rec.session,
+            rec.kind,
+            rec.tags,
+        )
 
     # -- context management ------------------------------------------------------------
 
@@ -341,7 +354,9 @@ class Memory:
     def _check_writable(self) -> None:
         self._check_open()
         if self.read_only:
-            raise ReadOnlyError("store was opened with read_only=True; open it writable to change it")
+            raise ReadOnlyError(
+                "store was opened with read_only=True; open it writable to change it"
+            )
 
     # -- validation ----------------------------------------------------------------------
 
@@ -353,7 +368,9 @@ class Memory:
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError as exc:
-            raise InvalidInputError(f"{what} is not valid Unicode ({exc.reason}); remove lone surrogates") from None
+            raise InvalidInputError(
+                f"{what} is not valid Unicode ({exc.reason}); remove lone surrogates"
+            ) from None
         if size > self.config.max_text_bytes:
             raise InvalidInputError(
                 f"{what} is {size} bytes of UTF-8, over the limit of {self.config.max_text_bytes}; "
@@ -390,8 +407,16 @@ class Memory:
 
         return l2_normalize(np.ascontiguousarray(arr))
 
-    def _fields(self, layer: Any, kind: Any, tags: Any, project: Any, session: Any,
-                metadata: Any, importance: Any) -> dict[str, Any]:
+    def _fields(
+        self,
+        layer: Any,
+        kind: Any,
+        tags: Any,
+        project: Any,
+        session: Any,
+        metadata: Any,
+        importance: Any,
+    ) -> dict[str, Any]:
         layer = Layer.parse(layer)
         if not isinstance(kind, str) or not kind:
             raise InvalidInputError(f"kind must be a non-empty str, got {kind!r}")
@@ -401,8 +426,15 @@ class Memory:
                 raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
         metadata = self._metadata(metadata)
         importance = self._importance(importance)
-        return {"layer": layer, "kind": kind, "tags": tags, "project": project,
-                "session": session, "metadata": metadata, "importance": importance}
+        return {
+            "layer": layer,
+            "kind": kind,
+            "tags": tags,
+            "project": project,
+            "session": session,
+            "metadata": metadata,
+            "importance": importance,
+        }
 
     @staticmethod
     def _tags(tags: Any) -> tuple[str, ...]:
@@ -464,7 +496,9 @@ class Memory:
             )
         vecs = np.asarray(e.embed(list(texts)), dtype=np.float32)
         if vecs.shape != (len(texts), e.dim):
-            raise StoreError(f"embedder {e.name} returned shape {vecs.shape}, expected {(len(texts), e.dim)}")
+            raise StoreError(
+                f"embedder {e.name} returned shape {vecs.shape}, expected {(len(texts), e.dim)}"
+            )
         return vecs
 
     def _ensure_dim(self, dim: int, batch: Any) -> None:
@@ -490,22 +524,47 @@ class Memory:
 
     # -- adding --------------------------------------------------------------------------
 
-    def add(self, text: str, *, layer: Layer | str = Layer.INTERACT, kind: str = "note",
-            tags: Iterable[str] = (), project: str | None = None, session: str | None = None,
-            metadata: dict[str, Any] | None = None, importance: float = 0.0,
-            vector: Any = None) -> str:
+    def add(
+        self,
+        text: str,
+        *,
+        layer: Layer | str = Layer.INTERACT,
+        kind: str = "note",
+        tags: Iterable[str] = (),
+        project: str | None = None,
+        session: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        importance: float = 0.0,
+        vector: Any = None,
+    ) -> str:
         """Store one memory and return its id. Identical text already in the same layer
         returns the existing id and counts as an access instead."""
         vectors = None if vector is None else [vector]
-        return self.add_many([text], vectors=vectors, layer=layer, kind=kind, tags=tags,
-                             project=project, session=session, metadata=metadata,
-                             importance=importance)[0]
+        return self.add_many(
+            [text],
+            vectors=vectors,
+            layer=layer,
+            kind=kind,
+            tags=tags,
+            project=project,
+            session=session,
+            metadata=metadata,
+            importance=importance,
+        )[0]
 
-    def add_many(self, texts: Sequence[str], *, vectors: Any = None,
-                 layer: Layer | str = Layer.INTERACT, kind: str = "note",
-                 tags: Iterable[str] = (), project: str | None = None,
-                 session: str | None = None, metadata: dict[str, Any] | None = None,
-                 importance: float = 0.0) -> list[str]:
+    def add_many(
+        self,
+        texts: Sequence[str],
+        *,
+        vectors: Any = None,
+        layer: Layer | str = Layer.INTERACT,
+        kind: str = "note",
+        tags: Iterable[str] = (),
+        project: str | None = None,
+        session: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        importance: float = 0.0,
+    ) -> list[str]:
         """Store many memories with the same fields in one durable batch; ids in order."""
         self._check_writable()
         if isinstance(texts, str):
@@ -520,8 +579,15 @@ class Memory:
         now = self._clock()
         return self._insert(texts, vecs, [f] * len(texts), now)
 
-    def _insert(self, texts: list[str], vecs: np.ndarray, fields: list[dict[str, Any]],
-                now: float, *, keep: list[StoredRecord | None] | None = None) -> list[str]:
+    def _insert(
+        self,
+        texts: list[str],
+        vecs: np.ndarray,
+        fields: list[dict[str, Any]],
+        now: float,
+        *,
+        keep: list[StoredRecord | None] | None = None,
+    ) -> list[str]:
         """Write new records (or re-add kept ones, for import); returns ids in order."""
         from magray.kernels import hash128_many
 
@@ -538,7 +604,9 @@ class Memory:
             seen: dict[bytes, bytes] = {}
             op_i = 0
             fingerprint = self.fingerprint or (
-                self._embedder.fingerprint if self._embedder is not None else f"external-{vecs.shape[1]}"
+                self._embedder.fingerprint
+                if self._embedder is not None
+                else f"external-{vecs.shape[1]}"
             )
             for i, text in enumerate(texts):
                 f = fields[i]
@@ -556,18 +624,40 @@ class Memory:
                     rec.label = label
                     rec.fingerprint = fingerprint
                 else:
-                    rec = StoredRecord(rid, [
-                        text, f["layer"].code, f["kind"], list(f["tags"]), f["project"],
-                        f["session"], f["metadata"], now, now, now, 0, f["importance"],
-                        fingerprint, label, now,
-                    ])
+                    rec = StoredRecord(
+                        rid,
+                        [
+                            text,
+                            f["layer"].code,
+                            f["kind"],
+                            list(f["tags"]),
+                            f["project"],
+                            f["session"],
+                            f["metadata"],
+                            now,
+                            now,
+                            now,
+                            0,
+                            f["importance"],
+                            fingerprint,
+                            label,
+                            now,
+                        ],
+                    )
                 b.put(rid, rec.encode(), self.store.handle["records"])
                 b.put(rid, vector_bytes(vecs[i]), self.store.handle["vectors"])
-                b.put(layer_time_key(rec.layer, rec.created_at, rid), b"", self.store.handle["layer_time"])
+                b.put(
+                    layer_time_key(rec.layer, rec.created_at, rid),
+                    b"",
+                    self.store.handle["layer_time"],
+                )
                 b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
                 b.put(text_keys[i], rid, self.store.handle["texthash"])
-                b.put(u64(seq) + op_i.to_bytes(4, "big"), pack([OP_ADD, rec.layer.code, label, rid]),
-                      self.store.handle["oplog"])
+                b.put(
+                    u64(seq) + op_i.to_bytes(4, "big"),
+                    pack([OP_ADD, rec.layer.code, label, rid]),
+                    self.store.handle["oplog"],
+                )
                 op_i += 1
                 seen[text_keys[i]] = rid
                 new_rows.setdefault(rec.layer, []).append((self._row(rec), i))
@@ -605,11 +695,21 @@ class Memory:
             return rec.to_record()
         return rec.to_record(p.count, p.last)
 
-    def search(self, query: str | None = None, *, vector: Any = None, k: int = 10,
-               layers: Iterable[Layer | str] | None = None, tags: Iterable[str] | None = None,
-               project: str | None = None, session: str | None = None, kind: str | None = None,
-               since: float | datetime | None = None, until: float | datetime | None = None,
-               min_score: float | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        vector: Any = None,
+        k: int = 10,
+        layers: Iterable[Layer | str] | None = None,
+        tags: Iterable[str] | None = None,
+        project: str | None = None,
+        session: str | None = None,
+        kind: str | None = None,
+        since: float | datetime | None = None,
+        until: float | datetime | None = None,
+        min_score: float | None = None,
+    ) -> list[Hit]:
         """The k records most similar to the query (text) or vector, across layers.
 
         Scores are cosine similarities (higher is better); ties go to the older record.
@@ -619,11 +719,18 @@ class Memory:
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be an int >= 1, got {k!r}")
-        chosen = list(Layer) if layers is None else [Layer.parse(x) for x in
-                                                     ([layers] if isinstance(layers, (str, Layer)) else layers)]
+        chosen = (
+            list(Layer)
+            if layers is None
+            else [
+                Layer.parse(x) for x in ([layers] if isinstance(layers, (str, Layer)) else layers)
+            ]
+        )
         if not chosen:
             raise InvalidInputError("layers is empty; pass None for all layers or name some")
-        if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float))):
+        if min_score is not None and (
+            isinstance(min_score, bool) or not isinstance(min_score, (int, float))
+        ):
             raise InvalidInputError(f"min_score must be a number, got {min_score!r}")
         flt = Filter(
             tags=None if tags is None else self._tags(tags),
@@ -644,7 +751,9 @@ class Memory:
             if not self.dim:
                 return []
             if q.shape[0] != self.dim:
-                raise EmbedderMismatchError(f"query vector has dimension {q.shape[0]}, store {self.dim}")
+                raise EmbedderMismatchError(
+                    f"query vector has dimension {q.shape[0]}, store {self.dim}"
+                )
             if not np.any(q):
                 return []
         if not self._layers:
@@ -680,9 +789,14 @@ class Memory:
         """A unit float32 query; the common case (a float32 vector) costs one native call."""
         from magray.kernels import l2_normalize
 
-        if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.ndim == 1
-                and vector.flags.c_contiguous):
-            return self._vectors(vector, 1)[0]
+        if not (
+            isinstance(vector, np.ndarray)
+            and vector.dtype == np.float32
+            and vector.ndim == 1
+            and vector.flags.c_contiguous
+        ):
+            first: np.ndarray = self._vectors(vector, 1)[0]
+            return first
         if vector.shape[0] != self.dim:
             raise InvalidInputError(
                 f"vector has dimension {vector.shape[0]}, the store holds {self.dim}-d vectors"
@@ -693,10 +807,12 @@ class Memory:
             raise InvalidInputError("vector 0 contains NaN or Inf; clean it first") from None
         if not q.any():
             raise InvalidInputError("vector 0 is all zeros and has no direction")
-        return q
+        unit: np.ndarray = q
+        return unit
 
-    def _search_layers(self, chosen: list[Layer], q: np.ndarray, k: int,
-                       flt: Filter) -> list[tuple[Layer, tuple[np.ndarray, np.ndarray]]]:
+    def _search_layers(
+        self, chosen: list[Layer], q: np.ndarray, k: int, flt: Filter
+    ) -> list[tuple[Layer, tuple[np.ndarray, np.ndarray]]]:
         """Each layer's candidates. Graph searches release the GIL, so with several large
         layers they run on a small thread pool at the same time."""
         jobs = [layer for layer in chosen if self._layers[layer].count]
@@ -704,7 +820,9 @@ class Memory:
         if graphs < 2 or not self.config.parallel_search or (os.cpu_count() or 1) < 2:
             return [(layer, self._layers[layer].search(q, k, flt)) for layer in jobs]
         pool = self._search_pool()
-        futures = [(layer, pool.submit(self._layers[layer].search, q, k, flt)) for layer in jobs[1:]]
+        futures = [
+            (layer, pool.submit(self._layers[layer].search, q, k, flt)) for layer in jobs[1:]
+        ]
         first = (jobs[0], self._layers[jobs[0]].search(q, k, flt))
         return [first] + [(layer, f.result()) for layer, f in futures]
 
@@ -715,8 +833,9 @@ class Memory:
 
             with self._access_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=len(Layer) - 1,
-                                                    thread_name_prefix="magray-search")
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=len(Layer) - 1, thread_name_prefix="magray-search"
+                    )
                 pool = self._pool
         return pool
 
@@ -770,13 +889,26 @@ class Memory:
     def _load(self, rid: bytes) -> StoredRecord:
         raw = self.store.get("records", rid)
         if raw is None:
-            raise NotFoundError(f"no record with id {idcodec.encode(rid)}; check the id (mem.get returns None for it)")
+            raise NotFoundError(
+                f"no record with id {idcodec.encode(rid)}; check the id "
+                "(mem.get returns None for it)"
+            )
         return StoredRecord.decode(rid, raw)
 
-    def update(self, id: str, *, text: str = _UNSET, tags: Iterable[str] = _UNSET,
-               metadata: dict[str, Any] = _UNSET, importance: float = _UNSET,
-               layer: Layer | str = _UNSET, kind: str = _UNSET, project: str | None = _UNSET,
-               session: str | None = _UNSET, vector: Any = None) -> Record:
+    def update(
+        self,
+        id: str,
+        *,
+        text: str = _UNSET,
+        tags: Iterable[str] = _UNSET,
+        metadata: dict[str, Any] = _UNSET,
+        importance: float = _UNSET,
+        layer: Layer | str = _UNSET,
+        kind: str = _UNSET,
+        project: str | None = _UNSET,
+        session: str | None = _UNSET,
+        vector: Any = None,
+    ) -> Record:
         """Change fields of a record; a new text is re-embedded (or takes vector=)."""
         self._check_writable()
         rid = self._raw_id(id)
@@ -788,7 +920,11 @@ class Memory:
         if kind is not _UNSET and (not isinstance(kind, str) or not kind):
             raise InvalidInputError(f"kind must be a non-empty str, got {kind!r}")
         for name, value in (("project", project), ("session", session)):
-            if value is not _UNSET and value is not None and (not isinstance(value, str) or not value):
+            if (
+                value is not _UNSET
+                and value is not None
+                and (not isinstance(value, str) or not value)
+            ):
                 raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
         vec = None
         if vector is not None:
@@ -838,7 +974,10 @@ class Memory:
                     b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
                     rec.label = label
                     b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
-                ops = [[OP_DEL, old_layer.code, old_label], [OP_ADD, rec.layer.code, rec.label, rid]]
+                ops = [
+                    [OP_DEL, old_layer.code, old_label],
+                    [OP_ADD, rec.layer.code, rec.label, rid],
+                ]
             else:
                 ops = [[OP_META, rec.layer.code, rec.label, rid]]
             tkey = text_key(rec.layer, hash128(rec.text))
@@ -852,7 +991,11 @@ class Memory:
             self.store.write(b)
             if reindex:
                 self._layers[old_layer].remove([old_label])
-                vecs = vec if vec is not None else vectors_from([self.store.get("vectors", rid)], self.dim)
+                vecs = (
+                    vec
+                    if vec is not None
+                    else vectors_from([self.store.get("vectors", rid)], self.dim)
+                )
                 self._layers[rec.layer].add([self._row(rec)], vecs)
             else:
                 self._layers[rec.layer].update_columns(self._row(rec))
@@ -885,8 +1028,11 @@ class Memory:
         old_text = text_key(rec.layer, hash128(rec.text))
         if self.store.get("texthash", old_text) == rid:
             b.delete(old_text, self.store.handle["texthash"])
-        b.put(u64(int(now * 1000)) + rid, pack([rec.layer.code, to.code, reason]),
-              self.store.handle["moves"])
+        b.put(
+            u64(int(now * 1000)) + rid,
+            pack([rec.layer.code, to.code, reason]),
+            self.store.handle["moves"],
+        )
         label = self._next_label
         self._next_label += 1
         rec.layer = to
@@ -906,7 +1052,9 @@ class Memory:
             recs = []
             for rid, raw in zip(raws, self.store.multi_get("records", raws)):
                 if raw is None:
-                    raise NotFoundError(f"no record with id {idcodec.encode(rid)}; nothing was deleted")
+                    raise NotFoundError(
+                        f"no record with id {idcodec.encode(rid)}; nothing was deleted"
+                    )
                 recs.append(StoredRecord.decode(rid, raw))
             self._remove(recs, self._clock(), reason=None)
         return len(recs)
@@ -926,15 +1074,23 @@ class Memory:
             rid = rec.raw_id
             b.delete(rid, self.store.handle["records"])
             b.delete(rid, self.store.handle["vectors"])
-            b.delete(layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"])
+            b.delete(
+                layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"]
+            )
             b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
             if owners[i] == rid:
                 b.delete(tkeys[i], self.store.handle["texthash"])
-            b.put(u64(seq) + i.to_bytes(4, "big"), pack([OP_DEL, rec.layer.code, rec.label]),
-                  self.store.handle["oplog"])
+            b.put(
+                u64(seq) + i.to_bytes(4, "big"),
+                pack([OP_DEL, rec.layer.code, rec.label]),
+                self.store.handle["oplog"],
+            )
             if reason is not None:
-                b.put(u64(int(now * 1000)) + rid, pack([rec.layer.code, None, reason]),
-                      self.store.handle["moves"])
+                b.put(
+                    u64(int(now * 1000)) + rid,
+                    pack([rec.layer.code, None, reason]),
+                    self.store.handle["moves"],
+                )
         self.store.put_meta(b, "seq", seq)
         self.store.write(b)
         with self._access_lock:
@@ -990,11 +1146,16 @@ class Memory:
             report = self.promote(now, dry_run=dry_run)
             now = self._clock() if now is None else float(now)
             promoted = {m.id for m in report.moved}
-            doomed = [r for r, reason in expirations(self, now)
-                      if idcodec.encode(r.raw_id) not in promoted]
+            doomed = [
+                r
+                for r, reason in expirations(self, now)
+                if idcodec.encode(r.raw_id) not in promoted
+            ]
             for rec in doomed:
                 reason = f"unused for {self._ttl(rec.layer) / 86400:g} days"
-                report.expired.append(Move(idcodec.encode(rec.raw_id), rec.layer, None, reason, now))
+                report.expired.append(
+                    Move(idcodec.encode(rec.raw_id), rec.layer, None, reason, now)
+                )
             if not dry_run:
                 for i in range(0, len(doomed), 1000):
                     self._remove(doomed[i : i + 1000], now, reason="expired")
@@ -1028,7 +1189,9 @@ class Memory:
             self.store.put_meta(b, "next_label", self._next_label)
             self.store.write(b)
             # The store has moved; now the indexes (a crash here is repaired on open).
-            vecs = vectors_from(self.store.multi_get("vectors", [r.raw_id for r, _, _ in part]), self.dim)
+            vecs = vectors_from(
+                self.store.multi_get("vectors", [r.raw_id for r, _, _ in part]), self.dim
+            )
             for (old_layer, old_label), (rec, _to, _reason), v in zip(olds, part, vecs):
                 self._layers[old_layer].remove([old_label])
                 self._layers[rec.layer].add([self._row(rec)], v[None, :])
@@ -1043,7 +1206,10 @@ class Memory:
                 for idx in list(self._layers.values()):
                     if idx.needs_graph() or idx.needs_rebuild():
                         self._start_rebuild(idx)
-                if any(i.changes_since_save >= self.config.index_save_every for i in self._layers.values()):
+                if any(
+                    i.changes_since_save >= self.config.index_save_every
+                    for i in self._layers.values()
+                ):
                     self._save_indexes(force=False)
             except Exception:  # keep the worker alive; the next round retries
                 import logging
@@ -1067,9 +1233,14 @@ class Memory:
         with self._wlock:
             seq = self._seq
             for idx in self._layers.values():
-                if force or idx.changes_since_save >= self.config.index_save_every:
-                    if idx.changes_since_save or idx.snapshot_seq < seq or not (self.path / "index" / idx.layer.value / "current").exists():
-                        idx.save(self.path / "index", seq, self.fingerprint)
+                due = force or idx.changes_since_save >= self.config.index_save_every
+                stale = (
+                    idx.changes_since_save
+                    or idx.snapshot_seq < seq
+                    or not (self.path / "index" / idx.layer.value / "current").exists()
+                )
+                if due and stale:
+                    idx.save(self.path / "index", seq, self.fingerprint)
             floor = min(idx.snapshot_seq for idx in self._layers.values())
             if floor > 0:
                 b = self.store.batch()
@@ -1105,7 +1276,10 @@ class Memory:
         seq = int(self.store.meta("seq") or 0)
         if seq <= self._applied_seq:
             return 0
-        entries = [(read_u64(k), unpack(v)) for k, v in self.store.scan("oplog", start=u64(self._applied_seq + 1))]
+        entries = [
+            (read_u64(k), unpack(v))
+            for k, v in self.store.scan("oplog", start=u64(self._applied_seq + 1))
+        ]
         for idx in self._layers.values():
             idx.snapshot_seq = max(idx.snapshot_seq, self._applied_seq)
         self._apply_ops(entries)
@@ -1121,7 +1295,8 @@ class Memory:
         moves: dict[str, int] = {}
         for _key, raw in self.store.scan("moves"):
             frm, to, _reason = unpack(raw)
-            name = f"{Layer.from_code(frm).value}->{Layer.from_code(to).value if to is not None else 'expired'}"
+            target = Layer.from_code(to).value if to is not None else "expired"
+            name = f"{Layer.from_code(frm).value}->{target}"
             moves[name] = moves.get(name, 0) + 1
         e = self._embedder
         return {
@@ -1129,7 +1304,9 @@ class Memory:
             "read_only": self.read_only,
             "dim": self.dim,
             "fingerprint": self.fingerprint,
-            "embedder": None if e is None else {"name": e.name, "fingerprint": e.fingerprint, "dim": e.dim},
+            "embedder": None
+            if e is None
+            else {"name": e.name, "fingerprint": e.fingerprint, "dim": e.dim},
             "layers": {
                 layer.value: {
                     "records": idx.count,
@@ -1138,7 +1315,9 @@ class Memory:
                     "snapshot_seq": idx.snapshot_seq,
                 }
                 for layer, idx in self._layers.items()
-            } if self._layers else {layer.value: {"records": 0, "index": "empty"} for layer in Layer},
+            }
+            if self._layers
+            else {layer.value: {"records": 0, "index": "empty"} for layer in Layer},
             "records": sum(idx.count for idx in self._layers.values()),
             "seq": self._seq,
             "pending_access": len(self._pending),
@@ -1180,7 +1359,9 @@ class Memory:
         self._check_writable()
         return import_jsonl(self, Path(path))
 
-    def reembed(self, progress: Callable[[int, int], None] | None = None, batch_size: int = 256) -> int:
+    def reembed(
+        self, progress: Callable[[int, int], None] | None = None, batch_size: int = 256
+    ) -> int:
         """Re-embed every record with this store's embedder (after opening with
         reembed=True), layer by layer; resumable. Returns how many were re-embedded."""
         from magray.memory.lifecycle import reembed_all

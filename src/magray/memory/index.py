@@ -87,7 +87,14 @@ class Filter:
     def active(self) -> bool:
         return any(
             v is not None
-            for v in (self.tags, self.project, self.session, self.kind, self.since_ms, self.until_ms)
+            for v in (
+                self.tags,
+                self.project,
+                self.session,
+                self.kind,
+                self.since_ms,
+                self.until_ms,
+            )
         )
 
 
@@ -350,7 +357,11 @@ class LayerIndex:
         """Rows that are alive and pass the filter."""
         n = self.n
         mask = self.alive[:n].copy()
-        for value, column in ((f.project, self.project), (f.session, self.session), (f.kind, self.kind)):
+        for value, column in (
+            (f.project, self.project),
+            (f.session, self.session),
+            (f.kind, self.kind),
+        ):
             if value is not None:
                 code = self.strings.lookup(value)
                 if code is None:
@@ -381,8 +392,7 @@ class LayerIndex:
         with _Read(self._rw):
             if not self.pos:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            filtered = f is not None and f.active()
-            rows = self._candidates(f) if filtered else None
+            rows = self._candidates(f) if f is not None and f.active() else None
             if rows is not None and len(rows) == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             use_graph = self.graph is not None and not self.rebuilding
@@ -452,15 +462,19 @@ class LayerIndex:
         return g
 
     def needs_graph(self) -> bool:
-        return self.graph is None and not self.rebuilding and self.count >= self.config.exact_threshold
+        return (
+            self.graph is None and not self.rebuilding and self.count >= self.config.exact_threshold
+        )
 
     def needs_rebuild(self) -> bool:
         if self.graph is None or self.rebuilding:
             return False
-        total = self.graph.get_current_count()
+        total = int(self.graph.get_current_count())
         return total > 0 and self.graph_deleted / total > self.config.rebuild_deleted_fraction
 
-    def start_rebuild(self, vectors_of: Callable[[np.ndarray], np.ndarray], on_done: Callable[[], None]) -> None:
+    def start_rebuild(
+        self, vectors_of: Callable[[np.ndarray], np.ndarray], on_done: Callable[[], None]
+    ) -> None:
         """Build a fresh graph in a background thread; searches are served exactly from
         the matrix meanwhile. vectors_of(labels) supplies vectors the layer lacks."""
         with _Write(self._rw):
@@ -472,7 +486,9 @@ class LayerIndex:
                 matrix = np.zeros((len(self.labels), self.dim), np.float32)
                 if len(rows):
                     if self.graph is not None:
-                        matrix[rows] = np.asarray(self.graph.get_items(self.labels[rows]), np.float32)
+                        matrix[rows] = np.asarray(
+                            self.graph.get_items(self.labels[rows]), np.float32
+                        )
                     else:
                         matrix[rows] = vectors_of(self.labels[rows])
                 self.matrix = matrix
@@ -526,12 +542,16 @@ class LayerIndex:
             if op == "add":
                 with _NoLock() if locked else _Read(self._rw):
                     live = [label for label in run if label in self.pos]
-                    vecs = self.matrix[[self.pos[label] for label in live]] if live else None
+                    m = self.matrix
+                    rows = [self.pos[label] for label in live]
+                    vecs = m[rows] if live and m is not None else None
                 if live and vecs is not None:
                     need = g.get_current_count() + len(live)
                     if need > g.get_max_elements():
                         g.resize_index(max(need, 2 * g.get_max_elements()))
-                    g.add_items(vecs, np.array(live, np.int64), num_threads=self._threads(len(live)))
+                    g.add_items(
+                        vecs, np.array(live, np.int64), num_threads=self._threads(len(live))
+                    )
             else:
                 for label in run:
                     try:
@@ -562,7 +582,7 @@ class LayerIndex:
             tmp.mkdir()
             rows = np.flatnonzero(self.alive[: self.n])
             files: dict[str, str] = {}
-            cols = {
+            cols: dict[str, np.ndarray] = {
                 "labels": self.labels[rows],
                 "ids": self.ids[rows],
                 "created": self.created[rows],
@@ -594,7 +614,10 @@ class LayerIndex:
                 "fingerprint": fingerprint,
                 "strings": [self.strings.string(i) for i in range(len(self.strings._strings))],
                 "files": files,
-                "hnsw": {"M": self.config.hnsw_m, "ef_construction": self.config.hnsw_ef_construction},
+                "hnsw": {
+                    "M": self.config.hnsw_m,
+                    "ef_construction": self.config.hnsw_ef_construction,
+                },
             }
             (tmp / "meta.json").write_text(json.dumps(meta))
             _fsync_file(tmp / "meta.json")
@@ -635,8 +658,14 @@ class LayerIndex:
         try:
             snap = layer_dir / pointer.read_text().strip()
             meta = json.loads((snap / "meta.json").read_text())
-            if meta["dim"] != dim or meta["fingerprint"] != fingerprint or meta["layer"] != layer.value:
-                raise CorruptStoreError(f"snapshot of {layer.value} was made for another model or dimension")
+            if (
+                meta["dim"] != dim
+                or meta["fingerprint"] != fingerprint
+                or meta["layer"] != layer.value
+            ):
+                raise CorruptStoreError(
+                    f"snapshot of {layer.value} was made for another model or dimension"
+                )
             if verify:
                 for name, digest in meta["files"].items():
                     if file_digest(snap / name) != digest:
@@ -648,7 +677,11 @@ class LayerIndex:
             def codes(a: np.ndarray) -> np.ndarray:
                 return remap[np.where(a == NO_CODE, len(saved), a)]
 
-            cols = {n[:-4]: np.load(snap / n) for n in meta["files"] if n.endswith(".npy") and n != "matrix.npy"}
+            cols = {
+                n[:-4]: np.load(snap / n)
+                for n in meta["files"]
+                if n.endswith(".npy") and n != "matrix.npy"
+            }
             n = len(cols["labels"])
             idx._grow(n)
             idx.n = n
@@ -675,17 +708,23 @@ class LayerIndex:
                 g.load_index(str(snap / "graph.hnsw"), max_elements=max(n, 16))
                 g.set_ef(config.hnsw_ef_search)
                 if g.get_current_count() != n:
-                    raise CorruptStoreError(f"graph of {layer.value} holds {g.get_current_count()} elements, columns {n}")
+                    raise CorruptStoreError(
+                        f"graph of {layer.value} holds {g.get_current_count()} elements, "
+                        f"columns {n}"
+                    )
                 idx.graph = g
                 idx.matrix = None
             else:
                 matrix = np.load(snap / "matrix.npy")
                 if matrix.shape != (n, dim):
                     raise CorruptStoreError(f"matrix of {layer.value} has shape {matrix.shape}")
+                assert idx.matrix is not None
                 idx.matrix[:n] = matrix
             idx.snapshot_seq = int(meta["seq"])
             return idx
         except CorruptStoreError:
             raise
         except Exception as exc:
-            raise CorruptStoreError(f"snapshot of layer {layer.value} is unreadable: {exc}") from exc
+            raise CorruptStoreError(
+                f"snapshot of layer {layer.value} is unreadable: {exc}"
+            ) from exc

@@ -30,8 +30,10 @@ def _to_assets(mem: Memory, rec: StoredRecord, now: float) -> str | None:
     if rec.importance >= c.assets_importance:
         return f"importance {rec.importance:g} >= {c.assets_importance:g}"
     if rec.access_count >= c.assets_access_count and now - rec.created_at >= c.assets_min_age:
-        return (f"used {rec.access_count} times (>= {c.assets_access_count}) and "
-                f"{(now - rec.created_at) / 86400:.1f} days old")
+        return (
+            f"used {rec.access_count} times (>= {c.assets_access_count}) and "
+            f"{(now - rec.created_at) / 86400:.1f} days old"
+        )
     return None
 
 

@@ -64,7 +64,8 @@ def read_u64(raw: bytes, offset: int = 0) -> int:
 
 
 def pack(value: Any) -> bytes:
-    return bytes((FORMAT,)) + msgpack.packb(value, use_bin_type=True)
+    body: bytes = msgpack.packb(value, use_bin_type=True)
+    return bytes((FORMAT,)) + body
 
 
 def unpack(raw: bytes) -> Any:
@@ -85,9 +86,7 @@ def _cf_options(cache: Cache, *, compress: bool, bloom: bool) -> Options:
         table.set_cache_index_and_filter_blocks(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     opts.set_block_based_table_factory(table)
-    opts.set_compression_type(
-        DBCompressionType.lz4() if compress else DBCompressionType.none()
-    )
+    opts.set_compression_type(DBCompressionType.lz4() if compress else DBCompressionType.none())
     opts.set_level_compaction_dynamic_level_bytes(True)
     return opts
 
@@ -155,9 +154,12 @@ class Store:
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        return list(self.cf[cf].get(keys))
+        values: list[bytes | None] = self.cf[cf].get(keys)  # type: ignore[arg-type,assignment]
+        return values
 
-    def scan(self, cf: str, prefix: bytes = b"", start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, cf: str, prefix: bytes = b"", start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Items whose key starts with prefix, in key order (from start, if given)."""
         opts = ReadOptions()
         if prefix:
