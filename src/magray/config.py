@@ -42,6 +42,10 @@ class MemoryConfig:
     # Search the graphs of several layers at the same time (they release the GIL).
     parallel_search: bool = True
 
+    # The embedding cache: L1 in memory, L2 in the store (both bounded in bytes).
+    cache_l1_bytes: int = 64 << 20
+    cache_l2_bytes: int = 1 << 30
+
     # Limits and durability.
     max_text_bytes: int = 1 << 20
     sync_writes: bool = True  # fsync the write-ahead log on every write: survives power loss
@@ -81,6 +85,8 @@ class MemoryConfig:
             "index_threads",
             "assets_min_age",
             "access_flush_seconds",
+            "cache_l1_bytes",
+            "cache_l2_bytes",
         ):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"config {name}={getattr(self, name)!r} must be >= 0")

@@ -3,6 +3,8 @@
     MagrayError
     ├── InvalidInputError (also ValueError)   bad text, vector, layer, metadata, option
     ├── NotFoundError (also KeyError)         an id that does not exist
+    ├── ModelError                            an embedding model: unknown, missing, invalid
+    │   └── ModelDownloadError                a download that failed or did not verify
     └── StoreError                            the store as a whole
         ├── StoreLockedError                  another process writes to this store
         ├── ReadOnlyError                     a write on a store opened read_only=True
@@ -29,6 +31,14 @@ class NotFoundError(MagrayError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ModelError(MagrayError):
+    """An embedding model is unknown, not installed, or not a valid model directory."""
+
+
+class ModelDownloadError(ModelError):
+    """A model download failed, or a downloaded file did not match its checksum."""
 
 
 class StoreError(MagrayError):

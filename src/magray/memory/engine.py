@@ -71,22 +71,11 @@ def default_path() -> Path:
 
 
 def resolve_embedder(embedder: Any) -> Embedder | None:
-    """Embedder choice: None (vector-only), "auto", "hash", or an Embedder instance."""
-    if embedder is None:
-        return None
-    if isinstance(embedder, str):
-        if embedder in ("auto", "hash"):
-            from magray.embed.hashing import HashEmbedder
+    """Embedder choice: None (vector-only), "auto", "hash", a model name or directory, or
+    an Embedder instance (see magray.embed.select)."""
+    from magray.embed.select import load_embedder
 
-            return HashEmbedder()
-        raise InvalidInputError(
-            f"unknown embedder {embedder!r}; use 'auto', 'hash', None or an Embedder instance"
-        )
-    if isinstance(embedder, Embedder):
-        return embedder
-    raise InvalidInputError(
-        f"embedder must be 'auto', 'hash', None or an Embedder, not {type(embedder).__name__}"
-    )
+    return load_embedder(embedder)
 
 
 class _Pending:
@@ -132,6 +121,7 @@ class Memory:
         self._last_report: dict[str, Any] = {}
         self._applied_seq = 0
         self._pool: Any = None
+        self._caches: dict[str, Any] = {}
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -483,7 +473,8 @@ class Memory:
 
     # -- embedding ---------------------------------------------------------------------
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+    def _embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """Vectors for texts through the embedding cache (L1, then the store's L2)."""
         e = self._embedder
         if e is None:
             raise InvalidInputError(
@@ -494,12 +485,36 @@ class Memory:
             raise EmbedderMismatchError(
                 "the store is being converted to a new embedder; finish with mem.reembed() first"
             )
-        vecs = np.asarray(e.embed(list(texts)), dtype=np.float32)
-        if vecs.shape != (len(texts), e.dim):
+        cache = self._cache_for(query)
+        out, missing, keys = cache.get_many(texts)
+        if not missing:
+            return out
+        todo = [texts[i] for i in missing]
+        embed = getattr(e, "embed_query", None) if query else None
+        vecs = np.asarray((embed or e.embed)(todo), dtype=np.float32)
+        if vecs.shape != (len(todo), e.dim):
             raise StoreError(
-                f"embedder {e.name} returned shape {vecs.shape}, expected {(len(texts), e.dim)}"
+                f"embedder {e.name} returned shape {vecs.shape}, expected {(len(todo), e.dim)}"
             )
-        return vecs
+        out[missing] = vecs
+        cache.put_many([keys[i] for i in missing], vecs)
+        return out
+
+    def _cache_for(self, query: bool) -> Any:
+        """The cache of documents, or of queries when the model embeds them differently."""
+        from magray.embed.cache import EmbeddingCache
+
+        e = self._embedder
+        assert e is not None
+        distinct = query and getattr(e, "query_prefix", "") != getattr(e, "document_prefix", "")
+        key = "query" if distinct else "doc"
+        cache = self._caches.get(key)
+        if cache is None:
+            fp = e.fingerprint + ("/query" if distinct else "")
+            cache = EmbeddingCache(fp, e.dim, store=self.store, l1_bytes=self.config.cache_l1_bytes,
+                                   l2_bytes=self.config.cache_l2_bytes)
+            self._caches[key] = cache
+        return cache
 
     def _ensure_dim(self, dim: int, batch: Any) -> None:
         """The first add fixes the store's dimension and fingerprint (in the same batch)."""
@@ -575,9 +590,27 @@ class Memory:
             return []
         vecs = self._vectors(vectors, len(texts)) if vectors is not None else None
         if vecs is None:
-            vecs = self._embed(texts)
+            vecs = self._embed_new(texts, f["layer"])
         now = self._clock()
         return self._insert(texts, vecs, [f] * len(texts), now)
+
+    def _embed_new(self, texts: list[str], layer: Layer) -> np.ndarray:
+        """Vectors for texts, embedding only those not already in the layer (duplicates
+        become accesses in _insert and need no vector)."""
+        from magray.kernels import hash128_many
+
+        digests = hash128_many(texts)
+        existing = self.store.multi_get(
+            "texthash", [text_key(layer, digests[i].tobytes()) for i in range(len(texts))]
+        )
+        todo = [i for i, hit in enumerate(existing) if hit is None]
+        if len(todo) == len(texts):
+            return self._embed(texts)
+        dim = self.dim or (self._embedder.dim if self._embedder is not None else 0)
+        vecs = np.zeros((len(texts), dim), np.float32)
+        if todo:
+            vecs[todo] = self._embed([texts[i] for i in todo])
+        return vecs
 
     def _insert(
         self,
@@ -747,7 +780,7 @@ class Memory:
                 return []
             q = self._query_vector(vector)
         else:
-            q = self._embed([self._text(query, "query")])[0]
+            q = self._embed([self._text(query, "query")], query=True)[0]
             if not self.dim:
                 return []
             if q.shape[0] != self.dim:
@@ -1304,9 +1337,8 @@ class Memory:
             "read_only": self.read_only,
             "dim": self.dim,
             "fingerprint": self.fingerprint,
-            "embedder": None
-            if e is None
-            else {"name": e.name, "fingerprint": e.fingerprint, "dim": e.dim},
+            "embedder": None if e is None else self._embedder_stats(e),
+            "cache": {key: c.stats() for key, c in self._caches.items()},
             "layers": {
                 layer.value: {
                     "records": idx.count,
@@ -1325,6 +1357,15 @@ class Memory:
             "moves": moves,
             "last_lifecycle": dict(self._last_report),
         }
+
+    @staticmethod
+    def _embedder_stats(e: Any) -> dict[str, Any]:
+        info = {"name": e.name, "fingerprint": e.fingerprint, "dim": e.dim,
+                "kind": type(e).__name__}
+        more = getattr(e, "stats", None)
+        if callable(more):
+            info.update(more())
+        return info
 
     def compact(self) -> None:
         """Compact RocksDB and rebuild graphs with deleted elements."""

@@ -1,0 +1,112 @@
+"""Choosing an embedder: ``auto``, ``hash``, a registry model name, a model directory, or
+an Embedder instance (``magray.open(embedder=...)``, ``MAGRAY_EMBEDDER``, or the config
+key ``embedder``).
+
+``auto`` means: the configured model if it is installed; otherwise download the default
+model; if that is impossible, the offline HashEmbedder, with one warning line saying how
+to get semantic search.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from magray.embed.base import Embedder
+from magray.errors import InvalidInputError, MagrayError
+
+log = logging.getLogger("magray.embed")
+
+_warned = False
+
+
+def _onnx(path: Path, name: str | None = None, spec: Any = None) -> Embedder:
+    from magray.embed.onnx import OnnxEmbedder
+
+    kwargs: dict[str, Any] = {}
+    if spec is not None:
+        kwargs = {"query_prefix": spec.query_prefix, "document_prefix": spec.document_prefix}
+    return OnnxEmbedder(path, name=name, **kwargs)
+
+
+def _hash_fallback(reason: str) -> Embedder:
+    global _warned
+    from magray.embed.hashing import HashEmbedder
+
+    if not _warned:
+        _warned = True
+        print(
+            f"magray: {reason}; using the offline hash embedder (lexical matching only). "
+            "For semantic search run `magray models pull all-MiniLM-L6-v2`.",
+            file=sys.stderr,
+        )
+    return HashEmbedder()
+
+
+def load_embedder(choice: Any, *, configured: str | None = None, download: bool = True) -> Embedder | None:
+    """The Embedder for a choice; None stays None (a vector-only store)."""
+    if choice is None:
+        return None
+    if isinstance(choice, Embedder):
+        return choice
+    if not isinstance(choice, (str, os.PathLike)):
+        raise InvalidInputError(
+            "embedder must be 'auto', 'hash', a model name, a model directory, None or an "
+            f"Embedder instance, not {type(choice).__name__}"
+        )
+    text = os.fspath(choice)
+    if text == "auto":
+        env = os.environ.get("MAGRAY_EMBEDDER")
+        if env and env != "auto":
+            return load_embedder(env, download=download)
+        return _auto(configured, download)
+    if text == "hash":
+        from magray.embed.hashing import HashEmbedder
+
+        return HashEmbedder()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _onnx(path)
+    from magray.embed import models
+
+    if text in models.REGISTRY:
+        path = models.installed(text)
+        if path is None:
+            raise InvalidInputError(
+                f"model {text} is not installed; run `magray models pull {text}` "
+                "(or use embedder='auto' to fall back to the hash embedder)"
+            )
+        return _onnx(path, text, models.REGISTRY[text])
+    imported = models.installed(text)
+    if imported is not None:
+        return _onnx(imported, text)
+    known = ", ".join(sorted(models.REGISTRY))
+    raise InvalidInputError(
+        f"unknown embedder {text!r}: not 'auto', 'hash', a model directory, or a known model "
+        f"({known}); see `magray models list`"
+    )
+
+
+def _auto(configured: str | None, download: bool) -> Embedder:
+    from magray.embed import models
+
+    name = configured or models.DEFAULT_MODEL
+    path = models.installed(name) if name in models.REGISTRY else None
+    if path is None and configured and Path(configured).expanduser().is_dir():
+        path = Path(configured).expanduser()
+    if path is not None:
+        try:
+            return _onnx(path, name if name in models.REGISTRY else None, models.REGISTRY.get(name))
+        except MagrayError as exc:
+            return _hash_fallback(f"model {name} could not be loaded ({exc})")
+    if not download:
+        return _hash_fallback(f"model {name} is not installed")
+    try:
+        path = models.pull(name, progress=True, attempts=2, timeout=10.0)
+    except MagrayError as exc:
+        log.debug("auto download failed: %s", exc)
+        return _hash_fallback(f"model {name} is not installed and could not be downloaded")
+    return _onnx(path, name, models.REGISTRY.get(name))
