@@ -473,6 +473,14 @@ class Memory:
 
     # -- embedding ---------------------------------------------------------------------
 
+    def embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """Unit vectors of texts from this store's embedder, through its embedding cache
+        (queries use the model's query form where it has one)."""
+        self._check_open()
+        if isinstance(texts, str):
+            raise InvalidInputError("embed takes a sequence of texts; wrap one text in a list")
+        return self._embed([self._text(t, f"texts[{i}]") for i, t in enumerate(texts)], query=query)
+
     def _embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
         """Vectors for texts through the embedding cache (L1, then the store's L2)."""
         e = self._embedder
