@@ -32,7 +32,9 @@ def throughput(embedder, texts: list[str], rounds: int = 3) -> float:  # type: i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model-dir", type=Path, required=True)
     args = ap.parse_args()
     import numpy as np
@@ -49,8 +51,10 @@ def main() -> None:
     print(f"gpu embedder: {gpu.provider} (start-up error: {gpu.gpu_error})")
     a, b = cpu.embed(texts), gpu.embed(texts)
     diff = float(np.abs(a - b).max())
-    print(f"max |gpu - cpu| over {len(texts)} texts x {a.shape[1]}: {diff:.2e} (bar <= 1e-4): "
-          f"{'PASS' if diff <= 1e-4 else 'FAIL'}")
+    print(
+        f"max |gpu - cpu| over {len(texts)} texts x {a.shape[1]}: {diff:.2e} (bar <= 1e-4): "
+        f"{'PASS' if diff <= 1e-4 else 'FAIL'}"
+    )
     result = {"max_abs_diff": diff, "provider": gpu.provider, "rows": []}
     for bs in (32, 128, 512):
         cpu.batch_size = gpu.batch_size = bs

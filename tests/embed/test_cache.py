@@ -28,7 +28,9 @@ def test_l1_hits_misses_and_byte_bound() -> None:
     assert missing == list(range(5))  # the oldest five were evicted
     np.testing.assert_array_equal(out[5:], vecs(15)[5:])
     st = c.stats()["l1"]
-    assert (st["hits"], st["misses"]) == (10, 20) and st["hit_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert (st["hits"], st["misses"]) == (10, 20) and st["hit_rate"] == pytest.approx(
+        1 / 3, abs=1e-3
+    )
     c.resize_l1(0)
     assert c.stats()["l1"]["entries"] == 0
 
@@ -38,7 +40,9 @@ def test_keys_separate_models() -> None:
     assert a.keys(["same text"]) != b.keys(["same text"])
 
 
-def test_l2_persists_is_bounded_and_batched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_l2_persists_is_bounded_and_batched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = Store(tmp_path)
     entry = 8 * 4 + 64
     c = EmbeddingCache("fp", 8, store=store, l2_bytes=100 * entry)

@@ -8,7 +8,12 @@ from magray.embed import HashEmbedder
 
 def test_unit_rows_deterministic_and_lexical() -> None:
     e = HashEmbedder()
-    texts = ["the deploy key lives in the vault", "where is the deploy key", "bananas are yellow", ""]
+    texts = [
+        "the deploy key lives in the vault",
+        "where is the deploy key",
+        "bananas are yellow",
+        "",
+    ]
     v = e.embed(texts)
     assert v.shape == (4, 384) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v[:3], axis=1), 1.0, atol=1e-6)

@@ -301,7 +301,11 @@ def test_registry() -> None:
 
 def test_spec_validation() -> None:
     good: dict[str, Any] = dict(
-        name="x", repo="a/b", files=("m.onnx", "tokenizer.json"), dim=4, pooling="mean",
+        name="x",
+        repo="a/b",
+        files=("m.onnx", "tokenizer.json"),
+        dim=4,
+        pooling="mean",
         max_length=8,
     )
     ModelSpec(**good)
@@ -533,9 +537,7 @@ def test_unresponsive_server_times_out(monkeypatch: pytest.MonkeyPatch, _isolate
     assert installed(TINY.name) is None and leftovers(_isolated) == []
 
 
-def test_offline_gives_one_clear_sentence(
-    monkeypatch: pytest.MonkeyPatch, _isolated: Path
-) -> None:
+def test_offline_gives_one_clear_sentence(monkeypatch: pytest.MonkeyPatch, _isolated: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: connections are refused
@@ -581,9 +583,7 @@ def make_layout(root: Path, *, st_files: bool = True) -> Path:
         (root / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
         (root / "config.json").write_text('{"hidden_size": 999}')
     else:
-        (root / "config.json").write_text(
-            '{"hidden_size": 24, "max_position_embeddings": 1024}'
-        )
+        (root / "config.json").write_text('{"hidden_size": 24, "max_position_embeddings": 1024}')
         (root / "modules.json").write_text(
             '[{"path": "", "type": "sentence_transformers.models.Transformer"}]'
         )
@@ -610,7 +610,10 @@ def test_import_dir_fake_layout(tmp_path: Path, _isolated: Path) -> None:
         assert manifest["files"][rel] == {"size": len(data), "sha256": sha256(data)}
     spec = manifest["spec"]
     assert (spec["dim"], spec["pooling"], spec["max_length"], spec["normalize"]) == (
-        48, "cls", 128, True,
+        48,
+        "cls",
+        128,
+        True,
     )
     assert manifest["onnx"] == "onnx/model.onnx" and manifest["source"] == "import"
     row = next(r for r in list_models() if r["name"] == "mine")
@@ -626,7 +629,10 @@ def test_import_dir_fake_layout(tmp_path: Path, _isolated: Path) -> None:
     assert other.name == "plain-model"
     spec = json.loads((other / MANIFEST).read_text())["spec"]
     assert (spec["dim"], spec["pooling"], spec["normalize"], spec["max_length"]) == (
-        24, "mean", False, 1024,
+        24,
+        "mean",
+        False,
+        1024,
     )
 
     remove("mine")
@@ -660,7 +666,10 @@ def test_import_real_model_then_tamper(minilm_dir: Path, _isolated: Path) -> Non
     manifest = json.loads((path / MANIFEST).read_text())
     spec = manifest["spec"]
     assert (spec["dim"], spec["pooling"], spec["max_length"], spec["normalize"]) == (
-        384, "mean", 256, True,
+        384,
+        "mean",
+        256,
+        True,
     )
     assert manifest["onnx"] == "model.onnx"
     lines = (minilm_dir / "SHA256SUMS").read_text().splitlines()

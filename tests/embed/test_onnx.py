@@ -42,7 +42,9 @@ def test_dynamic_batching_restores_input_order(cpu: OnnxEmbedder) -> None:
     cpu.batch_size = 32
 
 
-def test_fingerprint_tracks_what_changes_vectors(minilm_dir: Path, tmp_path: Path, cpu: OnnxEmbedder) -> None:
+def test_fingerprint_tracks_what_changes_vectors(
+    minilm_dir: Path, tmp_path: Path, cpu: OnnxEmbedder
+) -> None:
     again = OnnxEmbedder(minilm_dir, device="cpu")
     assert again.fingerprint == cpu.fingerprint
     other = tmp_path / "m"
@@ -105,11 +107,18 @@ class Clock:
         return self.now
 
 
-def gpu_embedder(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch, script: dict[str, Any],
-                 breaker: CircuitBreaker | None = None, batch_size: int = 8) -> tuple[OnnxEmbedder, FakeGpu, list[int]]:
+def gpu_embedder(
+    minilm_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    script: dict[str, Any],
+    breaker: CircuitBreaker | None = None,
+    batch_size: int = 8,
+) -> tuple[OnnxEmbedder, FakeGpu, list[int]]:
     import onnxruntime as ort
 
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     made: dict[str, Any] = {}
     cpu_rows = [0]
 
@@ -133,8 +142,9 @@ def gpu_embedder(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch, script: dict
             return made["gpu"]
         return CountingCpu(real)
 
-    e = OnnxEmbedder(minilm_dir, device="auto", batch_size=batch_size, session_factory=factory,
-                     breaker=breaker)
+    e = OnnxEmbedder(
+        minilm_dir, device="auto", batch_size=batch_size, session_factory=factory, breaker=breaker
+    )
     return e, made.get("gpu"), cpu_rows  # type: ignore[return-value]
 
 
@@ -154,10 +164,14 @@ def test_breaker_trips_mid_batch_without_losing_or_duplicating_text(
     assert e.stats()["breaker"]["failures"] == 3
 
 
-def test_breaker_states_with_a_fake_clock(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_breaker_states_with_a_fake_clock(
+    minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock()
     breaker = CircuitBreaker("gpu", failure_threshold=3, reset_timeout=60.0, clock=clock)
-    e, gpu, _ = gpu_embedder(minilm_dir, monkeypatch, {"fail_calls": {1, 2, 3, 5}}, breaker, batch_size=40)
+    e, gpu, _ = gpu_embedder(
+        minilm_dir, monkeypatch, {"fail_calls": {1, 2, 3, 5}}, breaker, batch_size=40
+    )
     for _ in range(3):
         e.embed(TEXTS[:4])
     assert breaker.state is CircuitState.OPEN
@@ -176,7 +190,9 @@ def test_breaker_states_with_a_fake_clock(minilm_dir: Path, monkeypatch: pytest.
     assert breaker.state is CircuitState.OPEN
     clock.now += 61
     e.embed(TEXTS[:4])  # the trial fails: open again, with a fresh cool-down
-    assert breaker.state is CircuitState.OPEN and breaker.stats()["retry_after"] == pytest.approx(60.0)
+    assert breaker.state is CircuitState.OPEN and breaker.stats()["retry_after"] == pytest.approx(
+        60.0
+    )
 
 
 def test_out_of_memory_halves_the_batch_before_counting_a_failure(
@@ -200,7 +216,9 @@ def test_a_gpu_that_cannot_start_costs_one_failure_not_one_per_call(
     assert e.breaker.stats()["failures"] == 1 and cpu_rows[0] == 15
 
 
-def test_slow_gpu_calls_count_as_failures(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slow_gpu_calls_count_as_failures(
+    minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     breaker = CircuitBreaker("gpu", failure_threshold=2, reset_timeout=60.0, call_timeout=1e-9)
     e, gpu, _ = gpu_embedder(minilm_dir, monkeypatch, {}, breaker, batch_size=40)
     e.embed(TEXTS[:2])

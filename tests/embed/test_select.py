@@ -18,7 +18,9 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(select, "_warned", False)
 
 
-def test_auto_offline_falls_back_to_hash_with_one_warning(capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_offline_falls_back_to_hash_with_one_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     e = select.load_embedder("auto")
     assert isinstance(e, HashEmbedder)
     err = capsys.readouterr().err.strip().splitlines()

@@ -423,9 +423,7 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
         if not missing:
             return candidate.resolve()
         if text not in REGISTRY:
-            raise ModelError(
-                f"{text} is not a model directory: it lacks {' and '.join(missing)}"
-            )
+            raise ModelError(f"{text} is not a model directory: it lacks {' and '.join(missing)}")
     if text in REGISTRY:
         spec = REGISTRY[text]
         raise ModelError(
@@ -1083,8 +1081,8 @@ def _attempt(job: _Job, model: str) -> None:
                 _truncate(job.part)
                 raise _Transient(f"the server resumed {job.rel} at the wrong offset")
             mode, done = "ab", offset
-            job.total = total if total is not None else (
-                offset + length if length is not None else None
+            job.total = (
+                total if total is not None else (offset + length if length is not None else None)
             )
         elif status == 200:
             mode, done = "wb", 0  # a fresh file, or a server that ignored the Range request
@@ -1309,7 +1307,12 @@ def _pull_file(
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
         _log.warning(
             "downloading %s of %s failed (%s); retry %d of %d in %.1f s",
-            rel, spec.name, _describe(exc, timeout), attempt, attempts - 1, delay,
+            rel,
+            spec.name,
+            _describe(exc, timeout),
+            attempt,
+            attempts - 1,
+            delay,
         )
 
     try:
@@ -1350,9 +1353,9 @@ def _pull_file(
     record = {
         "size": size,
         "sha256": actual,
-        "verified": "pinned" if pinned is not None else (
-            "server" if expected is not None else "recorded"
-        ),
+        "verified": "pinned"
+        if pinned is not None
+        else ("server" if expected is not None else "recorded"),
     }
     staging.done[rel] = record
     staging.save()

@@ -40,7 +40,9 @@ from magray.errors import InvalidInputError, MagrayError
 log = logging.getLogger("magray.embed")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-_OOM = re.compile(r"out of memory|failed to allocate|cudaErrorMemoryAllocation|CUDA failure 2\b", re.I)
+_OOM = re.compile(
+    r"out of memory|failed to allocate|cudaErrorMemoryAllocation|CUDA failure 2\b", re.I
+)
 
 SessionFactory = Callable[[str, list[str], Any], Any]
 
@@ -209,7 +211,9 @@ class OnnxEmbedder:
         self._ort = ort
         self._factory = session_factory or _default_factory
         self._options = _session_options(ort, threads)
-        self.breaker = breaker or CircuitBreaker("gpu-inference", failure_threshold=3, reset_timeout=60.0)
+        self.breaker = breaker or CircuitBreaker(
+            "gpu-inference", failure_threshold=3, reset_timeout=60.0
+        )
         self.gpu_provider: str | None = None
         self.gpu_error: str | None = None
         self._gpu: Any = None
@@ -266,12 +270,15 @@ class OnnxEmbedder:
                 self._ort.set_default_logger_severity(3)
             # ORT falls back to the CPU silently when a provider cannot start.
             if session.get_providers()[0] != provider:
-                self._gpu_failed(provider, f"{provider} is listed but could not start (no usable GPU)")
+                self._gpu_failed(
+                    provider, f"{provider} is listed but could not start (no usable GPU)"
+                )
                 continue
             self._gpu, self.gpu_provider = session, provider
             return
         if required:
-            raise ModelLoadError(f"device='gpu' but no GPU provider could start: {self.gpu_error or 'none available'}")
+            reason = self.gpu_error or "none available"
+            raise ModelLoadError(f"device='gpu' but no GPU provider could start: {reason}")
 
     def _gpu_failed(self, provider: str, message: str) -> None:
         self.gpu_error = message
@@ -393,7 +400,9 @@ class OnnxEmbedder:
                 raise
             half = len(encodings) // 2
             log.info("GPU out of memory at batch %d; retrying in halves", len(encodings))
-            return np.concatenate([self._gpu_run(encodings[:half]), self._gpu_run(encodings[half:])])
+            return np.concatenate(
+                [self._gpu_run(encodings[:half]), self._gpu_run(encodings[half:])]
+            )
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -46,7 +46,9 @@ def _hash_fallback(reason: str) -> Embedder:
     return HashEmbedder()
 
 
-def load_embedder(choice: Any, *, configured: str | None = None, download: bool = True) -> Embedder | None:
+def load_embedder(
+    choice: Any, *, configured: str | None = None, download: bool = True
+) -> Embedder | None:
     """The Embedder for a choice; None stays None (a vector-only store)."""
     if choice is None:
         return None
@@ -73,13 +75,13 @@ def load_embedder(choice: Any, *, configured: str | None = None, download: bool 
     from magray.embed import models
 
     if text in models.REGISTRY:
-        path = models.installed(text)
-        if path is None:
+        found = models.installed(text)
+        if found is None:
             raise InvalidInputError(
                 f"model {text} is not installed; run `magray models pull {text}` "
                 "(or use embedder='auto' to fall back to the hash embedder)"
             )
-        return _onnx(path, text, models.REGISTRY[text])
+        return _onnx(found, text, models.REGISTRY[text])
     imported = models.installed(text)
     if imported is not None:
         return _onnx(imported, text)

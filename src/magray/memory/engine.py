@@ -494,6 +494,7 @@ class Memory:
                 "the store is being converted to a new embedder; finish with mem.reembed() first"
             )
         cache = self._cache_for(query)
+        out: np.ndarray
         out, missing, keys = cache.get_many(texts)
         if not missing:
             return out
@@ -519,8 +520,13 @@ class Memory:
         cache = self._caches.get(key)
         if cache is None:
             fp = e.fingerprint + ("/query" if distinct else "")
-            cache = EmbeddingCache(fp, e.dim, store=self.store, l1_bytes=self.config.cache_l1_bytes,
-                                   l2_bytes=self.config.cache_l2_bytes)
+            cache = EmbeddingCache(
+                fp,
+                e.dim,
+                store=self.store,
+                l1_bytes=self.config.cache_l1_bytes,
+                l2_bytes=self.config.cache_l2_bytes,
+            )
             self._caches[key] = cache
         return cache
 
@@ -1368,8 +1374,12 @@ class Memory:
 
     @staticmethod
     def _embedder_stats(e: Any) -> dict[str, Any]:
-        info = {"name": e.name, "fingerprint": e.fingerprint, "dim": e.dim,
-                "kind": type(e).__name__}
+        info = {
+            "name": e.name,
+            "fingerprint": e.fingerprint,
+            "dim": e.dim,
+            "kind": type(e).__name__,
+        }
         more = getattr(e, "stats", None)
         if callable(more):
             info.update(more())
