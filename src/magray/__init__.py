@@ -110,21 +110,40 @@ def open(  # noqa: A001 (the natural name, like io.open)
         EmbedderMismatchError: the store was built with another model.
         InvalidInputError, StoreError: a bad path or configuration.
     """
-    import time
-    from pathlib import Path
+    import dataclasses
 
-    from magray.config import coerce_config
-    from magray.memory.engine import Memory, default_path, resolve_embedder
+    from magray.app import build_container
+    from magray.config import MemoryConfig, coerce_config, load_settings
+    from magray.memory.engine import Memory
 
-    p = Path(path).expanduser() if path is not None else default_path()
-    return Memory(
-        p,
-        embedder=resolve_embedder(embedder),
+    flags: dict[str, Any] = {}
+    if config is not None:
+        cfg = coerce_config(config)
+        given = (
+            config
+            if isinstance(config, dict)
+            else {f.name: getattr(cfg, f.name) for f in dataclasses.fields(MemoryConfig)}
+        )
+        flags.update(given)
+    if path is not None:
+        flags["store"] = os.fspath(path)
+    settings = load_settings(flags=flags)
+    container = build_container(
+        settings,
+        embedder=embedder,
         read_only=read_only,
-        config=coerce_config(config),
-        clock=clock or time.time,
         reembed=reembed,
+        clock=clock,
+        configure_logging=False,
     )
+    try:
+        mem = container.resolve(Memory)
+    except BaseException as exc:
+        container.close()
+        cause = exc.__cause__ if type(exc).__name__ == "ContainerError" and exc.__cause__ else exc
+        raise cause from None
+    mem.owned_by(container)
+    return mem
 
 
 def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:

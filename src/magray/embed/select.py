@@ -23,12 +23,12 @@ log = logging.getLogger("magray.embed")
 _warned = False
 
 
-def _onnx(path: Path, name: str | None = None, spec: Any = None) -> Embedder:
+def _onnx(path: Path, opts: dict[str, Any], name: str | None = None, spec: Any = None) -> Embedder:
     from magray.embed.onnx import OnnxEmbedder
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(opts)
     if spec is not None:
-        kwargs = {"query_prefix": spec.query_prefix, "document_prefix": spec.document_prefix}
+        kwargs.update(query_prefix=spec.query_prefix, document_prefix=spec.document_prefix)
     return OnnxEmbedder(path, name=name, **kwargs)
 
 
@@ -47,9 +47,16 @@ def _hash_fallback(reason: str) -> Embedder:
 
 
 def load_embedder(
-    choice: Any, *, configured: str | None = None, download: bool = True
+    choice: Any,
+    *,
+    configured: str | None = None,
+    download: bool = True,
+    device: str = "auto",
+    batch_size: int = 32,
 ) -> Embedder | None:
-    """The Embedder for a choice; None stays None (a vector-only store)."""
+    """The Embedder for a choice; None stays None (a vector-only store). device and
+    batch_size apply to ONNX models."""
+    opts = {"device": device, "batch_size": batch_size}
     if choice is None:
         return None
     if isinstance(choice, Embedder):
@@ -63,15 +70,15 @@ def load_embedder(
     if text == "auto":
         env = os.environ.get("MAGRAY_EMBEDDER")
         if env and env != "auto":
-            return load_embedder(env, download=download)
-        return _auto(configured, download)
+            return load_embedder(env, download=download, device=device, batch_size=batch_size)
+        return _auto(configured, download, opts)
     if text == "hash":
         from magray.embed.hashing import HashEmbedder
 
         return HashEmbedder()
     path = Path(text).expanduser()
     if path.is_dir():
-        return _onnx(path)
+        return _onnx(path, opts)
     from magray.embed import models
 
     if text in models.REGISTRY:
@@ -81,10 +88,10 @@ def load_embedder(
                 f"model {text} is not installed; run `magray models pull {text}` "
                 "(or use embedder='auto' to fall back to the hash embedder)"
             )
-        return _onnx(found, text, models.REGISTRY[text])
+        return _onnx(found, opts, text, models.REGISTRY[text])
     imported = models.installed(text)
     if imported is not None:
-        return _onnx(imported, text)
+        return _onnx(imported, opts, text)
     known = ", ".join(sorted(models.REGISTRY))
     raise InvalidInputError(
         f"unknown embedder {text!r}: not 'auto', 'hash', a model directory, or a known model "
@@ -92,7 +99,7 @@ def load_embedder(
     )
 
 
-def _auto(configured: str | None, download: bool) -> Embedder:
+def _auto(configured: str | None, download: bool, opts: dict[str, Any]) -> Embedder:
     from magray.embed import models
 
     name = configured or models.DEFAULT_MODEL
@@ -101,7 +108,8 @@ def _auto(configured: str | None, download: bool) -> Embedder:
         path = Path(configured).expanduser()
     if path is not None:
         try:
-            return _onnx(path, name if name in models.REGISTRY else None, models.REGISTRY.get(name))
+            spec = models.REGISTRY.get(name)
+            return _onnx(path, opts, name if name in models.REGISTRY else None, spec)
         except MagrayError as exc:
             return _hash_fallback(f"model {name} could not be loaded ({exc})")
     if not download:
@@ -111,4 +119,4 @@ def _auto(configured: str | None, download: bool) -> Embedder:
     except MagrayError as exc:
         log.debug("auto download failed: %s", exc)
         return _hash_fallback(f"model {name} is not installed and could not be downloaded")
-    return _onnx(path, name, models.REGISTRY.get(name))
+    return _onnx(path, opts, name, models.REGISTRY.get(name))

@@ -122,6 +122,8 @@ class Memory:
         self._applied_seq = 0
         self._pool: Any = None
         self._caches: dict[str, Any] = {}
+        self._metrics: Any = None
+        self._timers: dict[str, Any] = {}
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -147,6 +149,13 @@ class Memory:
             if self.dim:
                 self._open_indexes()
         except BaseException:
+            # Close what was opened: the exception (and its traceback) may outlive us.
+            store = getattr(self, "store", None)
+            if store is not None:
+                try:
+                    store.close()
+                except Exception:
+                    pass
             self._release()
             raise
         if not read_only:
@@ -299,6 +308,63 @@ class Memory:
             rec.tags,
         )
 
+    # -- observability -------------------------------------------------------------------
+
+    def attach_metrics(self, metrics: Any) -> None:
+        """Record latencies of add, search and embed in a magray.ops.metrics.Metrics."""
+        self._metrics = metrics
+        self._timers = {
+            "add": metrics.histogram("add_seconds", "add_many latency (seconds)"),
+            "search": metrics.histogram("search_seconds", "search latency (seconds)"),
+            "embed": metrics.histogram("embed_seconds", "model inference per batch (seconds)"),
+        }
+        self._counters = {
+            "added": metrics.counter("records_added", "records stored"),
+            "searches": metrics.counter("searches", "searches answered"),
+            "embedded": metrics.counter("texts_embedded", "texts run through the model"),
+            "cache_hits": metrics.counter("cache_hits", "embeddings served from the cache"),
+        }
+
+    def _observe(self, name: str, seconds: float) -> None:
+        timer = self._timers.get(name)
+        if timer is not None:
+            timer.observe(seconds)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        if self._metrics is not None and n:
+            self._counters[name].inc(n)
+
+    def metrics_history(self) -> dict[str, Any] | None:
+        """The metrics persisted by earlier invocations, merged with this process's."""
+        from magray.ops.metrics import Metrics
+
+        merged = Metrics()
+        saved = self.store.meta("metrics")
+        if saved is not None:
+            try:
+                merged.merge(saved)
+            except ValueError:
+                saved = None
+        if self._metrics is not None:
+            merged.merge(self._metrics.snapshot())
+        return merged.snapshot() if saved is not None or self._metrics is not None else None
+
+    def _persist_metrics(self) -> None:
+        if self._metrics is None or self.read_only:
+            return
+        snap = self.metrics_history()
+        if snap is None:
+            return
+        b = self.store.batch()
+        self.store.put_meta(b, "metrics", snap)
+        self.store.write(b, durable=False)
+
+    def resize_cache(self, l1_bytes: int) -> None:
+        """Change the in-memory embedding cache bound (the resource manager's knob)."""
+        for cache in self._caches.values():
+            cache.resize_l1(l1_bytes)
+        self._cache_l1 = int(l1_bytes)
+
     # -- context management ------------------------------------------------------------
 
     def __enter__(self) -> Memory:
@@ -307,10 +373,23 @@ class Memory:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def owned_by(self, container: Any) -> None:
+        """The container that built this Memory is closed with it (metrics, resources)."""
+        self._container = container
+
     def close(self) -> None:
         """Flush access statistics, save index snapshots, close RocksDB, release the lock."""
-        if self._closed:
+        if self._closed or getattr(self, "_closing", False):
             return
+        self._closing = True
+        try:
+            self._close()
+        finally:
+            container, self._container = getattr(self, "_container", None), None
+            if container is not None:
+                container.close()
+
+    def _close(self) -> None:
         self._stop.set()
         if self._worker is not None:
             self._worker.join()
@@ -320,6 +399,7 @@ class Memory:
                     idx.wait_rebuilt()
                 self._flush_access()
                 self._save_indexes(force=True)
+                self._persist_metrics()
         finally:
             self._closed = True
             if self._pool is not None:
@@ -497,10 +577,15 @@ class Memory:
         out: np.ndarray
         out, missing, keys = cache.get_many(texts)
         if not missing:
+            self._count("cache_hits", len(texts))
             return out
         todo = [texts[i] for i in missing]
+        self._count("cache_hits", len(texts) - len(missing))
         embed = getattr(e, "embed_query", None) if query else None
+        t0 = time.perf_counter()
         vecs = np.asarray((embed or e.embed)(todo), dtype=np.float32)
+        self._observe("embed", time.perf_counter() - t0)
+        self._count("embedded", len(todo))
         if vecs.shape != (len(todo), e.dim):
             raise StoreError(
                 f"embedder {e.name} returned shape {vecs.shape}, expected {(len(todo), e.dim)}"
@@ -524,7 +609,7 @@ class Memory:
                 fp,
                 e.dim,
                 store=self.store,
-                l1_bytes=self.config.cache_l1_bytes,
+                l1_bytes=getattr(self, "_cache_l1", self.config.cache_l1_bytes),
                 l2_bytes=self.config.cache_l2_bytes,
             )
             self._caches[key] = cache
@@ -593,11 +678,22 @@ class Memory:
         session: str | None = None,
         metadata: dict[str, Any] | None = None,
         importance: float = 0.0,
+        on_duplicate: str = "access",
     ) -> list[str]:
-        """Store many memories with the same fields in one durable batch; ids in order."""
+        """Store many memories with the same fields in one durable batch; ids in order.
+
+        A text already in the layer returns the existing id and counts as an access; with
+        ``on_duplicate="skip"`` (bulk imports that may be re-run) it returns None instead
+        and nothing changes.
+        """
         self._check_writable()
         if isinstance(texts, str):
             raise InvalidInputError("add_many takes a sequence of texts; use add() for one text")
+        t0 = time.perf_counter()
+        if on_duplicate not in ("access", "skip"):
+            raise InvalidInputError(
+                f"on_duplicate must be 'access' or 'skip', got {on_duplicate!r}"
+            )
         texts = [self._text(t, f"texts[{i}]") for i, t in enumerate(texts)]
         f = self._fields(layer, kind, tags, project, session, metadata, importance)
         if not texts:
@@ -606,7 +702,10 @@ class Memory:
         if vecs is None:
             vecs = self._embed_new(texts, f["layer"])
         now = self._clock()
-        return self._insert(texts, vecs, [f] * len(texts), now)
+        out = self._insert(texts, vecs, [f] * len(texts), now, touch=on_duplicate == "access")
+        self._observe("add", time.perf_counter() - t0)
+        self._count("added", sum(1 for x in out if x is not None))
+        return out
 
     def _embed_new(self, texts: list[str], layer: Layer) -> np.ndarray:
         """Vectors for texts, embedding only those not already in the layer (duplicates
@@ -634,8 +733,10 @@ class Memory:
         now: float,
         *,
         keep: list[StoredRecord | None] | None = None,
-    ) -> list[str]:
-        """Write new records (or re-add kept ones, for import); returns ids in order."""
+        touch: bool = True,
+    ) -> list[Any]:
+        """Write new records (or re-add kept ones, for import); returns ids in order
+        (None for a duplicate when touch is False)."""
         from magray.kernels import hash128_many
 
         digests = hash128_many(texts)
@@ -646,7 +747,7 @@ class Memory:
             self._ensure_dim(vecs.shape[1], b)
             self._seq += 1
             seq = self._seq
-            out: list[str] = []
+            out: list[Any] = []
             new_rows: dict[Layer, list[tuple[Row, int]]] = {}
             seen: dict[bytes, bytes] = {}
             op_i = 0
@@ -659,8 +760,11 @@ class Memory:
                 f = fields[i]
                 dup = existing[i] or seen.get(text_keys[i])
                 if dup is not None:
-                    self._touch(bytes(dup), now)
-                    out.append(idcodec.encode(bytes(dup)))
+                    if touch:
+                        self._touch(bytes(dup), now)
+                        out.append(idcodec.encode(bytes(dup)))
+                    else:
+                        out.append(None)
                     continue
                 kept = keep[i] if keep is not None else None
                 rid = kept.raw_id if kept is not None else idcodec.new_id(int(now * 1000))
@@ -727,6 +831,26 @@ class Memory:
 
     # -- reading -------------------------------------------------------------------------
 
+    def recent(self, *, layer: Layer | str | None = None, limit: int = 20) -> list[Record]:
+        """The newest records, of one layer or all, newest first."""
+        self._check_open()
+        layers = list(Layer) if layer is None else [Layer.parse(layer)]
+        found: list[tuple[bytes, bytes]] = []
+        for lay in layers:
+            for n, (key, _) in enumerate(
+                self.store.scan("layer_time", bytes((lay.code,)), reverse=True)
+            ):
+                if n >= limit:
+                    break
+                found.append((bytes(key[1:9]), bytes(key[9:])))
+        found.sort(reverse=True)
+        rids = [rid for _, rid in found[:limit]]
+        out = []
+        for rid, raw in zip(rids, self.store.multi_get("records", rids)):
+            if raw is not None:
+                out.append(self._to_record(StoredRecord.decode(rid, raw)))
+        return out
+
     def get(self, id: str) -> Record | None:
         """The record with this id, or None if there is none."""
         self._check_open()
@@ -763,6 +887,28 @@ class Memory:
         Filters: tags (any of), project, session, kind, creation time in [since, until],
         and min_score. Filtering never costs recall: selective filters are searched exactly.
         """
+        t0 = time.perf_counter()
+        hits = self._search(
+            query, vector, k, layers, tags, project, session, kind, since, until, min_score
+        )
+        self._observe("search", time.perf_counter() - t0)
+        self._count("searches")
+        return hits
+
+    def _search(
+        self,
+        query: Any,
+        vector: Any,
+        k: Any,
+        layers: Any,
+        tags: Any,
+        project: Any,
+        session: Any,
+        kind: Any,
+        since: Any,
+        until: Any,
+        min_score: Any,
+    ) -> list[Hit]:
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be an int >= 1, got {k!r}")

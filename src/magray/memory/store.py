@@ -158,16 +158,27 @@ class Store:
         return values
 
     def scan(
-        self, cf: str, prefix: bytes = b"", start: bytes | None = None
+        self, cf: str, prefix: bytes = b"", start: bytes | None = None, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Items whose key starts with prefix, in key order (from start, if given)."""
+        """Items whose key starts with prefix, in key order (from start, if given), or in
+        reverse key order (newest first for time-keyed families)."""
         opts = ReadOptions()
+        upper = _prefix_end(prefix) if prefix else None
         if prefix:
             opts.set_iterate_lower_bound(prefix)
-            upper = _prefix_end(prefix)
             if upper is not None:
                 opts.set_iterate_upper_bound(upper)
         it = self.cf[cf].iter(opts)
+        if reverse:
+            # Backward iteration does not honour the lower bound here: check the prefix.
+            it.seek_to_last()
+            while it.valid():
+                key = it.key()
+                if not key.startswith(prefix):
+                    return
+                yield key, it.value()
+                it.prev()
+            return
         it.seek(start if start is not None else prefix)
         while it.valid():
             yield it.key(), it.value()

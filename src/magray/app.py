@@ -1,0 +1,146 @@
+"""The application, wired by the dependency-injection container.
+
+One place decides how the parts fit together, for the ``magray`` command and for
+``magray.open`` alike:
+
+    Settings -> MemoryConfig
+    Settings -> Embedder (ONNX model, or the hash embedder) -> its CircuitBreaker
+    Settings -> Logging
+    Metrics (in process; persisted in the store on close)
+    Memory(store path, Embedder, MemoryConfig, Metrics) -> EmbeddingCache, indexes
+    ResourceManager(Memory's caches, Embedder's batch size)
+
+Every part is built lazily on first use and disposed in reverse order on close.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from magray.config import MemoryConfig, Settings
+from magray.container import Container, Resolver
+
+# String keys for values that have no class of their own.
+EMBEDDER = "embedder"  # the active Embedder, or None for a vector-only store
+STORE_PATH = "store_path"  # the store directory
+
+
+def store_path_of(settings: Settings) -> Path:
+    from magray.memory.engine import default_path
+
+    value = settings["store"]
+    return Path(value).expanduser() if value else default_path()
+
+
+def build_container(
+    settings: Settings,
+    *,
+    embedder: Any = "settings",
+    read_only: bool = False,
+    reembed: bool = False,
+    clock: Any = None,
+    configure_logging: bool = True,
+) -> Container:
+    """A container wired for these settings. embedder="settings" uses settings["embedder"];
+    any other value (None, "hash", a path, an Embedder) overrides it."""
+    from magray.memory.engine import Memory
+    from magray.ops.metrics import Metrics
+    from magray.ops.resources import ResourceManager
+
+    c = Container()
+    c.instance(Settings, settings)
+    c.singleton(MemoryConfig, lambda c: c.resolve(Settings).memory_config())
+    c.singleton(STORE_PATH, lambda c: store_path_of(c.resolve(Settings)))
+
+    def make_embedder(c: Resolver) -> Any:
+        from magray.embed.select import load_embedder
+
+        s = c.resolve(Settings)
+        choice = s["embedder"] if embedder == "settings" else embedder
+        return load_embedder(choice, device=s["device"], batch_size=s["batch_size"])
+
+    c.singleton(EMBEDDER, make_embedder, dispose=lambda e: None)
+    c.singleton(Metrics, lambda c: Metrics())
+
+    def make_memory(c: Resolver) -> Memory:
+        mem = Memory(
+            c.resolve(STORE_PATH),
+            embedder=c.resolve(EMBEDDER),
+            read_only=read_only,
+            config=c.resolve(MemoryConfig),
+            clock=clock or time.time,
+            reembed=reembed,
+        )
+        mem.attach_metrics(c.resolve(Metrics))
+        return mem
+
+    c.singleton(Memory, make_memory)
+
+    def make_resources(c: Resolver) -> ResourceManager:
+        s = c.resolve(Settings)
+        limit = s["rss_limit_mb"] * (1 << 20) or None
+        rm = ResourceManager(interval=5.0, rss_limit_bytes=limit)
+        mem = c.resolve(Memory)
+        cfg = c.resolve(MemoryConfig)
+        rm.register(
+            "l1_cache_bytes", normal=cfg.cache_l1_bytes, minimum=4 << 20, apply=mem.resize_cache
+        )
+        e = c.resolve(EMBEDDER)
+        if e is not None and hasattr(e, "batch_size"):
+
+            def set_batch(n: int) -> None:
+                e.batch_size = n
+
+            rm.register("embed_batch_size", normal=int(e.batch_size), minimum=4, apply=set_batch)
+        return rm
+
+    c.singleton(ResourceManager, make_resources, dispose=lambda rm: rm.stop())
+    if configure_logging:
+        from magray.ops.logging import configure
+
+        configure(
+            fmt=settings["log_format"],
+            level=settings["log_level"].upper(),
+            file=settings["log_file"] or None,
+        )
+    return c
+
+
+class App:
+    """The CLI's handle on the container, with a few conveniences."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._containers: dict[tuple[bool, bool], Container] = {}
+
+    def container(self, read_only: bool = False, reembed: bool = False) -> Container:
+        key = (read_only, reembed)
+        if key not in self._containers:
+            # A writer serves reads too: reuse it rather than opening a second view.
+            if read_only and (False, False) in self._containers:
+                return self._containers[(False, False)]
+            self._containers[key] = build_container(
+                self.settings, read_only=read_only, reembed=reembed
+            )
+        return self._containers[key]
+
+    def memory(self, read_only: bool = False, reembed: bool = False) -> Any:
+        from magray.memory.engine import Memory
+
+        path = store_path_of(self.settings)
+        if read_only and not (path / "db").is_dir():
+            read_only = False  # nothing to read yet: open (and create) it normally
+        return self.container(read_only, reembed).resolve(Memory)
+
+    def embedder(self) -> Any:
+        return self.container(read_only=True).resolve(EMBEDDER)
+
+    def store_path(self) -> Path:
+        return store_path_of(self.settings)
+
+    def close(self) -> None:
+        for c in reversed(list(self._containers.values())):
+            c.close()
+        self._containers.clear()

@@ -1,0 +1,85 @@
+"""Shared CLI plumbing: the context object, output (JSON or rich), errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import click
+
+
+def fail_line(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr, then exit with code."""
+    line = " ".join(message.split())
+    sys.stderr.write(f"magray: {line}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+@dataclass
+class Ctx:
+    """What the global options decided; the application is built on first use."""
+
+    flags: dict[str, Any]
+    config_file: str | None
+    debug: bool
+    _settings: Any = None
+    _app: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Any:
+        if self._settings is None:
+            from magray.config import load_settings
+
+            self._settings = load_settings(self.config_file, flags=self.flags)
+        return self._settings
+
+    def app(self) -> Any:
+        """The wired application (container) for this invocation."""
+        if self._app is None:
+            from magray.app import App
+
+            self._app = App(self.settings)
+            click.get_current_context().call_on_close(self._app.close)
+        return self._app
+
+
+def use_color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    color = stream.isatty() and "NO_COLOR" not in os.environ
+    return Console(
+        file=stream,
+        no_color=not color,
+        highlight=False,
+        soft_wrap=not stream.isatty(),
+        force_terminal=False if not stream.isatty() else None,
+    )
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        import base64
+
+        return {"$bytes": base64.b64encode(value).decode()}
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON only.")

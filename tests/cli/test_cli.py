@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .conftest import BIN, Result
+
+
+def test_add_search_get_list_stats(run: Callable[..., Result]) -> None:
+    r = run(
+        "memory",
+        "add",
+        "the deploy key lives in the vault",
+        "--tags",
+        "ops,secrets",
+        "--project",
+        "infra",
+        "--meta",
+        "source=chat",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    rid = r.json()["id"]
+    assert run("memory", "add", "remember to buy milk").code == 0
+    r = run("memory", "search", "where is the deploy key", "--json")
+    assert r.code == 0 and r.err == "", r.err
+    hits = r.json()
+    assert hits[0]["id"] == rid and hits[0]["rank"] == 1 and hits[0]["layer"] == "interact"
+    assert hits[0]["record"]["tags"] == ["ops", "secrets"]
+    assert hits[0]["record"]["metadata"] == {"source": "chat"}
+    table = run("memory", "search", "deploy key")
+    assert table.code == 0 and "deploy key" in table.out and "score" in table.out
+    assert run("memory", "get", rid, "--json").json()["project"] == "infra"
+    assert len(run("memory", "list", "--json").json()) == 2
+    st = run("memory", "stats", "--json").json()
+    assert st["records"] == 2 and st["layers"]["interact"]["records"] == 2
+
+
+def test_json_output_is_only_json(run: Callable[..., Result]) -> None:
+    run("memory", "add", "alpha beta")
+    for args in (
+        ("status", "--json"),
+        ("memory", "stats", "--json"),
+        ("config", "show", "--json"),
+        ("health", "--json"),
+        ("models", "list", "--json"),
+        ("performance", "--json"),
+    ):
+        r = run(*args)
+        assert r.code == 0, (args, r.err)
+        json.loads(r.out)  # nothing else on stdout
+
+
+def test_help_is_fast_and_light(run: Callable[..., Result]) -> None:
+    code = (
+        "import sys, runpy; sys.argv = ['magray', '--help']\n"
+        "try:\n    from magray.cli import main; main()\nexcept SystemExit: pass\n"
+        "heavy = ('numpy', 'onnxruntime', 'rocksdict', 'hnswlib')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert "memory" in r.stdout and "Usage" in r.stdout
+
+
+def snapshot(run: Callable[..., Result]) -> str:
+    r = run("memory", "list", "--json", "--limit", "1000")
+    return r.out
+
+
+def one_line_error(r: Result, codes: tuple[int, ...] = (1, 2)) -> None:
+    assert r.code in codes, (r.code, r.out, r.err)
+    lines = [line for line in r.err.splitlines() if line.strip()]
+    assert len(lines) == 1, r.err
+    assert "Traceback" not in r.err and lines[0].startswith("magray: ")
+
+
+def test_bad_input_battery(run: Callable[..., Result], tmp_path: Path) -> None:
+    run("memory", "add", "first memory about rockets")
+    run("memory", "add", "second memory about gardens", "--layer", "assets")
+    before = snapshot(run)
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 64)
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    truncated = tmp_path / "bk"
+    assert run("memory", "backup", str(truncated)).code == 0
+    victim = max(
+        (p for p in (truncated / "db").iterdir() if p.is_file()), key=lambda p: p.stat().st_size
+    )
+    victim.write_bytes(victim.read_bytes()[:10])
+    cases = [
+        ("memory", "add", "x", "--layer", "archive"),
+        ("memory", "search", "rockets", "--k", "0"),
+        ("memory", "search", "rockets", "--k", "-1"),
+        ("memory", "search", ""),
+        ("memory", "add", "--file", str(tmp_path / "missing.jsonl")),
+        ("memory", "add", "--file", str(binary)),
+        ("memory", "add", "--file", str(tmp_path)),
+        ("--store", str(a_file), "memory", "list"),
+        ("config", "set", "no_such_key", "1"),
+        ("memory", "restore", str(truncated)),
+        ("models", "pull", "no-such-model"),
+        ("memory", "get", "not-an-id"),
+    ]
+    for args in cases:
+        r = run(*args)
+        one_line_error(r)
+        assert snapshot(run) == before, args
+    r = run("memory", "add", "x", "--layer", "archive")
+    assert r.code == 2 and "interact" in r.err
+    r = run("--debug", "memory", "get", "not-an-id")
+    assert r.code == 1 and "Traceback" in r.err  # --debug shows it
+
+
+def test_jsonl_with_a_malformed_line_reports_it_and_imports_the_rest(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    f = tmp_path / "in.jsonl"
+    f.write_text(
+        '{"text": "one good line"}\n{"text": broken\n{"text": "another good line", "tags": "a,b"}\n'
+    )
+    r = run("memory", "add", "--file", str(f), "--json")
+    one_line_error(r, codes=(1,))
+    assert ":2:" in r.err and r.json()["stored"] == 2
+    assert len(run("memory", "list", "--json").json()) == 2
+    strict = run("memory", "add", "--file", str(f), "--strict")
+    one_line_error(strict, codes=(1,))
+
+
+def test_second_writer_while_an_import_runs(run: Callable[..., Result], tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(f"line number {i} of a long import" for i in range(30000)))
+    env = dict(
+        os.environ,
+        MAGRAY_HOME=str(tmp_path / "store"),
+        MAGRAY_EMBEDDER="hash",
+        MAGRAY_CONFIG=str(tmp_path / "config.toml"),
+    )
+    proc = subprocess.Popen(
+        [str(BIN), "memory", "add", "--file", str(big), "--batch-size", "200"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "store" / "writer.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        r = run("memory", "add", "a second writer")
+        one_line_error(r, codes=(1,))
+        assert "open for writing by process" in r.err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    # The import stopped after its current batch and said how much it stored.
+    assert proc.returncode == 130, err
+    assert "stored" in out and "interrupted" in out
+    stored = int(out.split("stored ")[1].split()[0])
+    assert 0 < stored < 30000
+    r = run("memory", "stats", "--json")
+    assert r.json()["records"] == stored
+    again = run("memory", "add", "--file", str(big), "--batch-size", "5000", "--json")
+    assert again.code == 0, again.err
+    assert again.json()["already_present"] == stored and again.json()["stored"] == 30000 - stored
+
+
+def test_config_show_path_set_and_precedence(run: Callable[..., Result], tmp_path: Path) -> None:
+    assert run("config", "path").out.strip() == str(tmp_path / "config.toml")
+    assert run("config", "set", "hnsw_ef_search", "80").code == 0
+    shown = run("config", "show", "--json").json()["settings"]
+    assert shown["hnsw_ef_search"] == {"value": 80, "source": f"file {tmp_path / 'config.toml'}"}
+    assert shown["embedder"]["source"] == "environment MAGRAY_EMBEDDER"
+    env = run("config", "show", "--json", extra_env={"MAGRAY_HNSW_EF_SEARCH": "90"}).json()
+    assert env["settings"]["hnsw_ef_search"]["value"] == 90
+    flag = run("--log-format", "json", "config", "show", "--json").json()
+    assert flag["settings"]["log_format"] == {"value": "json", "source": "command line"}
+    bad = run("config", "set", "hnsw_m", "lots")
+    one_line_error(bad, codes=(1,))
+    assert "hnsw_m" in bad.err and "lots" in bad.err
+
+
+def test_lifecycle_backup_export_commands(run: Callable[..., Result], tmp_path: Path) -> None:
+    run("memory", "add", "vital fact", "--importance", "0.9")
+    r = run("memory", "promote", "--dry-run", "--json")
+    assert r.json()["dry_run"] and r.json()["summary"] == {"interact->insights": 1}
+    assert run("memory", "promote", "--json").json()["summary"] == {"interact->insights": 1}
+    assert run("memory", "expire", "--json").code == 0
+    dest = tmp_path / "b1"
+    assert run("memory", "backup", str(dest)).code == 0 and (dest / "manifest.json").exists()
+    assert run("memory", "backup").code == 0
+    assert len(run("memory", "list-backups", "--json").json()) == 1
+    out = tmp_path / "x.jsonl"
+    assert run("memory", "export", str(out), "--vectors").code == 0
+    assert json.loads(out.read_text().splitlines()[0])["layer"] == "insights"
+    assert run("memory", "restore", str(dest)).code == 0
+    assert run("memory", "import", str(out), "--json").json()["skipped"] == 1
+
+
+def test_status_health_metrics_performance_warmup(run: Callable[..., Result]) -> None:
+    run("memory", "add", "something to count")
+    run("memory", "search", "count")
+    st = run("status")
+    assert st.code == 0 and "interact" in st.out and "embedder" in st.out
+    h = run("health", "--json").json()
+    assert h["healthy"] and {c["check"] for c in h["checks"]} >= {
+        "store read/write",
+        "index/store consistency",
+        "embedder smoke test",
+        "disk space",
+        "memory",
+    }
+    prom = run("metrics", "--prometheus")
+    assert prom.code == 0 and "magray_search_seconds_bucket" in prom.out
+    perf = run("performance", "--json").json()
+    assert perf["history"]
+    assert run("warmup", "--json").json()["records"] == 1
+    gpu = run("gpu", "info", "--json")
+    assert gpu.code == 0 and "CPUExecutionProvider" in gpu.json()["providers"]
