@@ -143,6 +143,11 @@ def open(  # noqa: A001 (the natural name, like io.open)
         cause = exc.__cause__ if type(exc).__name__ == "ContainerError" and exc.__cause__ else exc
         raise cause from None
     mem.owned_by(container)
+    if not read_only:
+        # Watch memory pressure for as long as the store is open (a daemon thread).
+        from magray.ops.resources import ResourceManager
+
+        container.resolve(ResourceManager).start()
     return mem
 
 

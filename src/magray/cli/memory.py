@@ -223,6 +223,9 @@ def _add_file(
     errors: list[tuple[int, str]] = []
     records = _read_records(file, split, fields, strict, errors)
     mem = ctx.app().memory()
+    from magray.ops.resources import ResourceManager
+
+    ctx.app().container().resolve(ResourceManager).start()  # shrink caches under pressure
     # SIGINT/SIGTERM: finish the current batch, flush, close cleanly, report.
     stop = {"now": False}
 

@@ -15,6 +15,7 @@ rebuilt from the store, whenever they are missing, stale or damaged.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -57,6 +58,7 @@ from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Move
 from magray.memory.store import SCHEMA_VERSION, Store, pack, read_u64, u64, unpack
 
 _UNSET: Any = object()
+_LOG = logging.getLogger("magray.memory")
 Clock = Callable[[], float]
 
 
@@ -324,6 +326,13 @@ class Memory:
             "embedded": metrics.counter("texts_embedded", "texts run through the model"),
             "cache_hits": metrics.counter("cache_hits", "embeddings served from the cache"),
         }
+
+    def _log(self, op: str, seconds: float, ids: Any = (), **fields: Any) -> None:
+        """One structured INFO line per operation: duration and ids, never full texts."""
+        if _LOG.isEnabledFor(logging.INFO):
+            from magray.ops.logging import log_op
+
+            log_op(_LOG, op, duration_s=seconds, ids=ids, **fields)
 
     def _observe(self, name: str, seconds: float) -> None:
         timer = self._timers.get(name)
@@ -703,8 +712,12 @@ class Memory:
             vecs = self._embed_new(texts, f["layer"])
         now = self._clock()
         out = self._insert(texts, vecs, [f] * len(texts), now, touch=on_duplicate == "access")
-        self._observe("add", time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        self._observe("add", took)
         self._count("added", sum(1 for x in out if x is not None))
+        self._log(
+            "add", took, [x for x in out if x is not None], texts=texts, layer=f["layer"].value
+        )
         return out
 
     def _embed_new(self, texts: list[str], layer: Layer) -> np.ndarray:
@@ -891,8 +904,10 @@ class Memory:
         hits = self._search(
             query, vector, k, layers, tags, project, session, kind, since, until, min_score
         )
-        self._observe("search", time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        self._observe("search", took)
         self._count("searches")
+        self._log("search", took, [h.id for h in hits], query=query, k=k, hits=len(hits))
         return hits
 
     def _search(
@@ -1238,6 +1253,7 @@ class Memory:
         """Delete records by id; returns how many. An unknown id raises NotFoundError and
         deletes nothing."""
         self._check_writable()
+        t0 = time.perf_counter()
         id_list = [ids] if isinstance(ids, str) else list(ids)
         raws = [self._raw_id(i) for i in id_list]
         raws = list(dict.fromkeys(raws))
@@ -1250,6 +1266,7 @@ class Memory:
                     )
                 recs.append(StoredRecord.decode(rid, raw))
             self._remove(recs, self._clock(), reason=None)
+        self._log("delete", time.perf_counter() - t0, [idcodec.encode(r.raw_id) for r in recs])
         return len(recs)
 
     def _remove(self, recs: list[StoredRecord], now: float, reason: str | None) -> None:
@@ -1516,6 +1533,7 @@ class Memory:
             "store_bytes": self.store.size_bytes(),
             "moves": moves,
             "last_lifecycle": dict(self._last_report),
+            "services": self._container.stats() if getattr(self, "_container", None) else {},
         }
 
     @staticmethod
