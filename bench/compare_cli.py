@@ -77,14 +77,16 @@ def main() -> None:
         with magray.open(work / "store") as mem:
             assert "MiniLM" in mem.stats()["embedder"]["name"]
             texts = [
-                f"memory {i}: the agent noted fact number {i} about topic {i % 97} and task {i % 13}"
+                f"memory {i}: the agent noted fact number {i} "
+                f"about topic {i % 97} and task {i % 13}"
                 for i in range(args.records)
             ]
             for i in range(0, len(texts), 1000):
                 mem.add_many(texts[i : i + 1000])
             mem.wait_ready()
         print(
-            f"built a {args.records:,}-record store with the default model in {time.perf_counter() - t0:.1f} s"
+            f"built a {args.records:,}-record store with the default model in "
+            f"{time.perf_counter() - t0:.1f} s"
         )
 
         # --help, cold: and which heavy modules it imports.
@@ -104,7 +106,8 @@ def main() -> None:
         )
         imported = probe.stdout.strip().splitlines()[-1]
         print(
-            f"magray --help, cold: {help_s * 1e3:.0f} ms (bar <= 150 ms); heavy modules imported: {imported}"
+            f"magray --help, cold: {help_s * 1e3:.0f} ms (bar <= 150 ms); "
+            f"heavy modules imported: {imported}"
         )
 
         query = "what did the agent note about topic 42?"
