@@ -50,6 +50,7 @@ __all__ = [
     "StoreLockedError",
     "__version__",
     "kernels",
+    "models",
     "open",
     "restore",
 ]
@@ -59,11 +60,13 @@ if TYPE_CHECKING:
 
     from magray import kernels
     from magray.config import MemoryConfig
+    from magray.embed import models
     from magray.memory.engine import Memory
     from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Record
 
 _LAZY = {
     "kernels": ("magray.kernels", None),
+    "models": ("magray.embed.models", None),
     "Memory": ("magray.memory.engine", "Memory"),
     "MemoryConfig": ("magray.config", "MemoryConfig"),
     "Hit": ("magray.memory.record", "Hit"),

@@ -504,11 +504,17 @@ def expire(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
 
 
 @memory.command()
+@json_option
 @click.pass_obj
-def compact(ctx: Ctx) -> None:
+def compact(ctx: Ctx, as_json: bool) -> None:
     """Compact the store and rebuild indexes with deleted entries."""
-    ctx.app().memory().compact()
-    click.echo("compacted")
+    mem = ctx.app().memory()
+    before = mem.store.size_bytes()
+    mem.compact()
+    after = mem.store.size_bytes()
+    emit_json({"bytes_before": before, "bytes_after": after}) if as_json else click.echo(
+        f"compacted: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB"
+    )
 
 
 @memory.command()

@@ -94,9 +94,10 @@ def verify(name: str | None, as_json: bool) -> None:
 
 @models.command()
 @click.argument("name")
-def remove(name: str) -> None:
+@json_option
+def remove(name: str, as_json: bool) -> None:
     """Uninstall a model."""
     from magray.embed import models as m
 
     m.remove(name)
-    click.echo(f"removed {name}")
+    emit_json({"removed": name}) if as_json else click.echo(f"removed {name}")

@@ -319,22 +319,29 @@ def show(ctx: Ctx, as_json: bool) -> None:
 
 
 @config.command()
+@json_option
 @click.pass_obj
-def path(ctx: Ctx) -> None:
+def path(ctx: Ctx, as_json: bool) -> None:
     """Where the settings file is."""
-    click.echo(str(ctx.settings.file))
+    f = ctx.settings.file
+    emit_json({"file": str(f), "exists": f.exists()}) if as_json else click.echo(str(f))
 
 
 @config.command(name="set")
 @click.argument("key")
 @click.argument("value")
+@json_option
 @click.pass_obj
-def set_(ctx: Ctx, key: str, value: str) -> None:
+def set_(ctx: Ctx, key: str, value: str, as_json: bool) -> None:
     """Write KEY = VALUE into the settings file (validated)."""
-    from magray.config import set_config_value
+    from magray.config import coerce_value, set_config_value
 
     target = set_config_value(key, value, Path(ctx.config_file) if ctx.config_file else None)
-    click.echo(f"{key} = {value} ({target})")
+    if as_json:
+        typed = coerce_value(key, value, "config set")
+        emit_json({"key": key, "value": typed, "file": str(target)})
+    else:
+        click.echo(f"{key} = {value} ({target})")
 
 
 # -- metrics --------------------------------------------------------------------------------
