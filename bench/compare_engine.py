@@ -47,7 +47,7 @@ def p50(times: list[float]) -> float:
     return statistics.median(times)
 
 
-def time_each(fn: Any, items: Any) -> list[float]:
+def measure_each(fn: Any, items: Any) -> list[float]:
     out = []
     for x in items:
         t0 = time.perf_counter()
@@ -138,13 +138,13 @@ def main() -> None:
             for q in queries[:20]:
                 mem.search(vector=q, k=k)
             results = [mem.search(vector=q, k=k) for q in queries]
-            ours_t = time_each(lambda q: mem.search(vector=q, k=k), queries)
+            ours_t = measure_each(lambda q: mem.search(vector=q, k=k), queries)
             ours_p50 = p50(ours_t)
             idx = mem._layers[magray.Layer.INTERACT]
             graph = idx.graph
             ef = max(cfg.hnsw_ef_search, k)
             graph.set_ef(ef)
-            raw_t = time_each(lambda q: graph.knn_query(q, k=k, num_threads=1), queries)
+            raw_t = measure_each(lambda q: graph.knn_query(q, k=k, num_threads=1), queries)
             raw_labels = [graph.knn_query(q, k=k, num_threads=1)[0][0].tolist() for q in queries]
             # Labels were assigned in insertion order, so label == row of `data`.
             rec = recall_at_k(raw_labels, truth)
@@ -182,7 +182,7 @@ def main() -> None:
             mem3.wait_ready()
             for q in queries[:20]:
                 mem3.search(vector=q, k=k)
-            three_t = time_each(lambda q: mem3.search(vector=q, k=k), queries)
+            three_t = measure_each(lambda q: mem3.search(vector=q, k=k), queries)
             results3 = [mem3.search(vector=q, k=k) for q in queries]
             rec3 = recall_at_k(
                 [[int(h.record.text.split()[1]) for h in hits] for hits in results3], truth
@@ -217,7 +217,7 @@ def main() -> None:
             )
             for q in queries[:20]:
                 col.query(query_embeddings=[q], n_results=k)
-            chroma_t = time_each(lambda q: col.query(query_embeddings=[q], n_results=k), queries)
+            chroma_t = measure_each(lambda q: col.query(query_embeddings=[q], n_results=k), queries)
             chroma_rows = [
                 [int(x) for x in col.query(query_embeddings=[q], n_results=k)["ids"][0]]
                 for q in queries
