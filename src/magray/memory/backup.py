@@ -278,25 +278,16 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
     access = d.get("access_count", 0)
     if isinstance(access, bool) or not isinstance(access, int) or access < 0:
         raise InvalidInputError(f"access_count must be an int >= 0, got {access!r}")
-    rec = StoredRecord(
+    rec = StoredRecord.create(
         rid,
-        [
-            text,
-            f["layer"].code,
-            f["kind"],
-            list(f["tags"]),
-            f["project"],
-            f["session"],
-            f["metadata"],
-            created,
-            num("updated_at", created),
-            num("last_access", created),
-            access,
-            f["importance"],
-            d.get("fingerprint") or "",
-            0,
-            num("layer_since", created),
-        ],
+        text,
+        f,
+        created=created,
+        updated=num("updated_at", created),
+        last_access=num("last_access", created),
+        access_count=access,
+        fingerprint=d.get("fingerprint") or "",
+        layer_since=num("layer_since", created),
     )
     vector = d.get("vector")
     return rec, vector

@@ -82,6 +82,44 @@ class StoredRecord:
         )
 
     @classmethod
+    def create(
+        cls,
+        raw_id: bytes,
+        text: str,
+        fields: dict[str, Any],
+        *,
+        created: float,
+        updated: float | None = None,
+        last_access: float | None = None,
+        access_count: int = 0,
+        fingerprint: str = "",
+        label: int = 0,
+        layer_since: float | None = None,
+    ) -> StoredRecord:
+        """A record from validated fields (layer, kind, tags, project, session, metadata,
+        importance); times default to the creation time."""
+        return cls(
+            raw_id,
+            [
+                text,
+                fields["layer"].code,
+                fields["kind"],
+                list(fields["tags"]),
+                fields["project"],
+                fields["session"],
+                fields["metadata"],
+                created,
+                created if updated is None else updated,
+                created if last_access is None else last_access,
+                access_count,
+                fields["importance"],
+                fingerprint,
+                label,
+                created if layer_since is None else layer_since,
+            ],
+        )
+
+    @classmethod
     def decode(cls, raw_id: bytes, raw: bytes) -> StoredRecord:
         return cls(raw_id, unpack(raw))
 

@@ -788,25 +788,8 @@ class Memory:
                     rec.label = label
                     rec.fingerprint = fingerprint
                 else:
-                    rec = StoredRecord(
-                        rid,
-                        [
-                            text,
-                            f["layer"].code,
-                            f["kind"],
-                            list(f["tags"]),
-                            f["project"],
-                            f["session"],
-                            f["metadata"],
-                            now,
-                            now,
-                            now,
-                            0,
-                            f["importance"],
-                            fingerprint,
-                            label,
-                            now,
-                        ],
+                    rec = StoredRecord.create(
+                        rid, text, f, created=now, fingerprint=fingerprint, label=label
                     )
                 b.put(rid, rec.encode(), self.store.handle["records"])
                 b.put(rid, vector_bytes(vecs[i]), self.store.handle["vectors"])
