@@ -60,3 +60,27 @@ def test_store_reports_the_active_embedder(tmp_path: Path) -> None:
     with magray.open(tmp_path / "s", embedder="hash") as m:
         st = m.stats()["embedder"]
         assert st["kind"] == "HashEmbedder" and st["fingerprint"] == m._embedder.fingerprint
+
+
+def test_a_failed_download_is_not_retried_at_every_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from magray.embed import models
+
+    calls: list[str] = []
+    real = models.pull
+
+    def counting(name: str, **kw):  # type: ignore[no-untyped-def]
+        calls.append(name)
+        return real(name, **kw)
+
+    monkeypatch.setattr(models, "pull", counting)
+    assert isinstance(select.load_embedder("auto"), HashEmbedder)
+    assert isinstance(select.load_embedder("auto"), HashEmbedder)
+    assert calls == ["all-MiniLM-L6-v2"]
+    marker = tmp_path / "models" / ".download-failed-all-MiniLM-L6-v2"
+    import os
+
+    os.utime(marker, (0, 0))  # long ago: try again
+    select.load_embedder("auto")
+    assert len(calls) == 2

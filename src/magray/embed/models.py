@@ -1305,7 +1305,7 @@ def _pull_file(
     )
 
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
-        _log.warning(
+        _log.info(
             "downloading %s of %s failed (%s); retry %d of %d in %.1f s",
             rel,
             spec.name,

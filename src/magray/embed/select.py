@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from magray.embed.base import Embedder
 from magray.errors import InvalidInputError, MagrayError
 
 log = logging.getLogger("magray.embed")
+
+RETRY_AFTER_S = 600  # seconds before "auto" tries a failed model download again
 
 _warned = False
 
@@ -114,9 +117,27 @@ def _auto(configured: str | None, download: bool, opts: dict[str, Any]) -> Embed
             return _hash_fallback(f"model {name} could not be loaded ({exc})")
     if not download:
         return _hash_fallback(f"model {name} is not installed")
+    # After a failed download, later invocations do not retry for a while: each attempt
+    # costs seconds when the hub cannot be reached.
+    marker = models.models_dir() / f".download-failed-{name}"
+    try:
+        recent = time.time() - marker.stat().st_mtime < RETRY_AFTER_S
+    except OSError:
+        recent = False
+    if recent:
+        return _hash_fallback(
+            f"model {name} is not installed (its download failed less than "
+            f"{RETRY_AFTER_S // 60} minutes ago)"
+        )
     try:
         path = models.pull(name, progress=True, attempts=2, timeout=10.0)
     except MagrayError as exc:
         log.debug("auto download failed: %s", exc)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass
         return _hash_fallback(f"model {name} is not installed and could not be downloaded")
+    marker.unlink(missing_ok=True)
     return _onnx(path, opts, name, models.REGISTRY.get(name))
