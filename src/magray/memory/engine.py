@@ -319,6 +319,9 @@ class Memory:
             "add": metrics.histogram("add_seconds", "add_many latency (seconds)"),
             "search": metrics.histogram("search_seconds", "search latency (seconds)"),
             "embed": metrics.histogram("embed_seconds", "model inference per batch (seconds)"),
+            "cache": metrics.histogram(
+                "cache_seconds", "embedding cache lookup per batch (seconds)"
+            ),
         }
         self._counters = {
             "added": metrics.counter("records_added", "records stored"),
@@ -584,7 +587,9 @@ class Memory:
             )
         cache = self._cache_for(query)
         out: np.ndarray
+        t_cache = time.perf_counter()
         out, missing, keys = cache.get_many(texts)
+        self._observe("cache", time.perf_counter() - t_cache)
         if not missing:
             self._count("cache_hits", len(texts))
             return out
@@ -1102,6 +1107,7 @@ class Memory:
     ) -> Record:
         """Change fields of a record; a new text is re-embedded (or takes vector=)."""
         self._check_writable()
+        t0 = time.perf_counter()
         rid = self._raw_id(id)
         new_text = None if text is _UNSET else self._text(text)
         new_tags = None if tags is _UNSET else self._tags(tags)
@@ -1191,6 +1197,7 @@ class Memory:
             else:
                 self._layers[rec.layer].update_columns(self._row(rec))
             self._applied_seq = seq
+            self._log("update", time.perf_counter() - t0, [idcodec.encode(rid)], reindexed=reindex)
             return self._to_record(rec)
 
     def _flush_access_of(self, rid: bytes) -> None:
@@ -1316,6 +1323,7 @@ class Memory:
     def promote(self, now: float | None = None, *, dry_run: bool = False) -> LifecycleReport:
         """Move records that keep being used, or matter, to a more lasting layer."""
         self._check_writable()
+        t0 = time.perf_counter()
         from magray.memory.lifecycle import promotions
 
         with self._wlock:
@@ -1328,11 +1336,15 @@ class Memory:
             if not dry_run and planned:
                 self._apply_moves(planned, now)
             self._last_report["promote"] = report.summary()
+            self._log(
+                "promote", time.perf_counter() - t0, [m.id for m in report.moved], dry_run=dry_run
+            )
             return report
 
     def expire(self, now: float | None = None, *, dry_run: bool = False) -> LifecycleReport:
         """Promote what qualifies, then delete records whose layer TTL has run out."""
         self._check_writable()
+        t0 = time.perf_counter()
         from magray.memory.lifecycle import expirations
 
         with self._wlock:
@@ -1353,6 +1365,9 @@ class Memory:
                 for i in range(0, len(doomed), 1000):
                     self._remove(doomed[i : i + 1000], now, reason="expired")
             self._last_report["expire"] = report.summary()
+            self._log(
+                "expire", time.perf_counter() - t0, [m.id for m in report.expired], dry_run=dry_run
+            )
             return report
 
     def _ttl(self, layer: Layer) -> float:
