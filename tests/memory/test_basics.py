@@ -166,3 +166,27 @@ def test_closed_store_says_so(store_path: Path) -> None:
     m.close()
     with pytest.raises(magray.StoreError, match="closed"):
         m.add("x")
+
+
+def test_operations_log_durations_and_ids_never_texts(store_path: Path) -> None:
+    import io
+    import json as _json
+
+    from magray.ops.logging import configure
+
+    stream = io.StringIO()
+    configure(fmt="json", level="INFO", stream=stream)
+    try:
+        with magray.open(store_path, embedder="hash") as m:
+            rid = m.add("a very private sentence about the vault code 4711")
+            m.search("private vault code")
+            m.update(rid, importance=0.5)
+            m.delete(rid)
+    finally:
+        configure(fmt="text", level="WARNING")
+    lines = [_json.loads(line) for line in stream.getvalue().splitlines()]
+    ops = {line["op"]: line for line in lines if "op" in line}
+    assert {"add", "search", "update", "delete"} <= set(ops)
+    assert all("duration_ms" in line and rid in line["ids"] for line in ops.values())
+    assert "4711" not in stream.getvalue() and "private" not in stream.getvalue()
+    assert ops["search"]["query_len"] == len("private vault code")
