@@ -150,7 +150,11 @@ def open(  # noqa: A001 (the natural name, like io.open)
         # Watch memory pressure for as long as the store is open (a daemon thread).
         from magray.ops.resources import ResourceManager
 
-        container.resolve(ResourceManager).start()
+        try:
+            container.resolve(ResourceManager).start()
+        except BaseException:
+            mem.close()
+            raise
     return mem
 
 

@@ -309,3 +309,99 @@ def test_reembed_converts_and_resumes(store_path: Path) -> None:
         )
     with magray.open(store_path, embedder=HashEmbedder(dim=32)) as m:
         assert m.stats()["records"] == 30
+
+
+def test_restore_refuses_a_directory_that_is_not_a_store(store_path: Path, tmp_path: Path) -> None:
+    with magray.open(store_path, embedder=None) as m:
+        m.add("x", vector=[1.0, 0.0])
+        dest = m.backup(tmp_path / "bk")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.txt").write_text("precious")
+    with pytest.raises(magray.InvalidInputError, match="not a magray store"):
+        magray.restore(dest, docs)
+    assert (docs / "thesis.txt").read_text() == "precious"
+
+
+def test_failed_index_update_is_repaired_before_any_snapshot(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from magray.memory.index import LayerIndex
+
+    vecs = unit_vectors(20, dim=8, seed=11)
+    m = magray.open(store_path, embedder=None)
+    m.add_many([f"r{i}" for i in range(10)], vectors=vecs[:10])
+    real = LayerIndex.add
+
+    def interrupted(self, rows, vectors):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(LayerIndex, "add", real)  # once: the repair then works
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LayerIndex, "add", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        m.add("r10", vector=vecs[10])
+    monkeypatch.setattr(LayerIndex, "add", real)
+    assert texts_of(m.search(vector=vecs[10], k=1)) == ["r10"]  # repaired at once
+    m.close()
+    with magray.open(store_path, embedder=None) as m:
+        assert texts_of(m.search(vector=vecs[10], k=1)) == ["r10"]
+
+
+def test_reader_reloads_after_the_writer_trims_the_oplog(store_path: Path) -> None:
+    vecs = unit_vectors(10, dim=8, seed=12)
+    with magray.open(store_path, embedder=None) as w:
+        w.add_many([f"r{i}" for i in range(5)], vectors=vecs[:5])
+        with magray.open(store_path, embedder=None, read_only=True) as r:
+            w.add_many([f"r{i}" for i in range(5, 8)], vectors=vecs[5:8])
+            w.flush()  # snapshots, then trims the oplog
+            assert r.refresh() > 0
+            assert texts_of(r.search(vector=vecs[6], k=1)) == ["r6"]
+
+
+def test_snapshot_with_deletions_loads_without_a_rebuild(store_path: Path) -> None:
+    vecs = unit_vectors(300, dim=16, seed=13)
+    with magray.open(store_path, embedder=None, config=GRAPH) as m:
+        ids = m.add_many([f"r{i}" for i in range(300)], vectors=vecs)
+        m.wait_ready()
+        m.delete(ids[:10])
+    with magray.open(store_path, embedder=None, config=GRAPH) as m:
+        layer = m.stats()["layers"]["interact"]
+        assert layer["index"] == "graph" and layer["deleted_in_graph"] == 10
+        assert texts_of(m.search(vector=vecs[100], k=1)) == ["r100"]
+
+
+def test_promoted_records_keep_duplicate_detection(store_path: Path) -> None:
+    with magray.open(store_path, embedder="hash") as m:
+        a = m.add("a decision that matters", importance=0.9)
+        m.promote()
+        assert m.add("a decision that matters", layer="insights") == a
+
+
+def test_import_skips_repeated_ids_and_bad_values(store_path: Path, tmp_path: Path) -> None:
+    with magray.open(store_path, embedder="hash") as m:
+        rid = m.add("original text")
+        m.export_jsonl(tmp_path / "a.jsonl")
+    line = json.loads((tmp_path / "a.jsonl").read_text())
+    other = dict(line, text="a different text under the same id")
+    bad = [
+        dict(line, id=None, text="t1", created_at=-1),
+        dict(line, id=None, text="t2", vector=[0, 0]),
+        dict(line, id=None, text="t3", access_count=2**70),
+        dict(line, id=None, text="t4", vector=5),
+    ]
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(x) for x in [line, other, *bad]) + "\n")
+    with magray.open(tmp_path / "fresh", embedder="hash") as m:
+        report = m.import_jsonl(tmp_path / "b.jsonl")
+        assert report.added == 1 and report.skipped == 1 and len(report.errors) == 4
+        assert m.get(rid).text == "original text"
+        assert [h.id for h in m.search("original text", k=5)].count(rid) == 1
+
+
+def test_vector_only_store_imports_its_own_export(store_path: Path, tmp_path: Path) -> None:
+    vecs = unit_vectors(5, dim=6, seed=14)
+    with magray.open(store_path, embedder=None) as m:
+        m.add_many([f"v{i}" for i in range(5)], vectors=vecs)
+        m.export_jsonl(tmp_path / "v.jsonl", vectors=True)
+    with magray.open(tmp_path / "other", embedder=None) as m:
+        assert m.import_jsonl(tmp_path / "v.jsonl").added == 5
+        assert texts_of(m.search(vector=vecs[3], k=1)) == ["v3"]

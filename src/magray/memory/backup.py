@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import shutil
 import time
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from magray.memory.engine import Memory
 
 MANIFEST = "manifest.json"
+MAX_TIME = 2.0**64 / 1000 / 1024  # keys hold milliseconds in 64 bits: far beyond any real time
 BACKUP_FORMAT = 1
 
 
@@ -93,6 +95,16 @@ def create_backup(mem: Memory, dest: Path) -> Path:
     return dest
 
 
+def _fsync_tree(root: Path) -> None:
+    """Make a copied tree durable before it replaces anything."""
+    for p in [root, *root.rglob("*")]:
+        fd = os.open(p, os.O_RDONLY | (os.O_DIRECTORY if p.is_dir() else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def verify_backup(root: Path) -> dict[str, Any]:
     """The manifest of a backup whose every file is present and intact; BackupError otherwise."""
     manifest_path = root / MANIFEST
@@ -139,6 +151,11 @@ def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None 
     verify_backup(src)
     if target.exists() and not target.is_dir():
         raise InvalidInputError(f"restore target {target} is a file; pass a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / "db").is_dir():
+        raise InvalidInputError(
+            f"restore target {target} is a non-empty directory that is not a magray store; "
+            "pass a new path or an existing store"
+        )
     lock = None
     if target.is_dir():
         lock = WriterLock(target)
@@ -153,10 +170,16 @@ def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None 
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        _fsync_tree(staging)
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         if target.exists():
             os.rename(target, old)
-        os.rename(staging, target)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            if old.exists() and not target.exists():
+                os.rename(old, target)  # put the old store back
+            raise
         shutil.rmtree(old, ignore_errors=True)
     except StoreLockedError:
         raise
@@ -270,14 +293,18 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
 
     def num(name: str, default: float) -> float:
         v = d.get(name, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InvalidInputError(f"{name} must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InvalidInputError(f"{name} must be a finite number, got {v!r}")
+        if not 0 <= v < MAX_TIME:
+            raise InvalidInputError(
+                f"{name} must be Unix seconds in [0, {MAX_TIME:.0f}), got {v!r}"
+            )
         return float(v)
 
     created = num("created_at", now)
     access = d.get("access_count", 0)
-    if isinstance(access, bool) or not isinstance(access, int) or access < 0:
-        raise InvalidInputError(f"access_count must be an int >= 0, got {access!r}")
+    if isinstance(access, bool) or not isinstance(access, int) or not 0 <= access < 2**63:
+        raise InvalidInputError(f"access_count must be an int in [0, 2**63), got {access!r}")
     rec = StoredRecord.create(
         rid,
         text,
@@ -290,6 +317,16 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
         layer_since=num("layer_since", created),
     )
     vector = d.get("vector")
+    if vector is not None:
+        if not isinstance(vector, list) or not vector:
+            raise InvalidInputError("vector must be a non-empty list of numbers")
+        try:
+            arr = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InvalidInputError("vector must be a list of numbers") from None
+        if arr.ndim != 1 or not np.isfinite(arr).all() or not arr.any():
+            raise InvalidInputError("vector must be a flat list of finite numbers, not all zero")
+        vector = arr
     return rec, vector
 
 
@@ -299,22 +336,35 @@ def import_jsonl(mem: Memory, path: Path) -> ImportReport:
     report = ImportReport()
     now = mem._clock()
     pending: list[tuple[StoredRecord, Any]] = []
+    seen: set[bytes] = set()  # ids of this import: a repeated id is skipped, not overwritten
 
     def flush() -> None:
         if not pending:
             return
         existing = mem.store.multi_get("records", [r.raw_id for r, _ in pending])
-        todo = [(r, v) for (r, v), e in zip(pending, existing) if e is None]
+        todo = []
+        for (r, v), e in zip(pending, existing):
+            if e is None and r.raw_id not in seen:
+                seen.add(r.raw_id)
+                todo.append((r, v))
         report.skipped += len(pending) - len(todo)
         pending.clear()
         if not todo:
             return
-        # Stored vectors are reused when they come from this store's model; others re-embed.
+        # Stored vectors are reused when they come from this store's model (or, for a new
+        # vector-only store, when they agree in length); others are re-embedded.
+        vector_only = mem._embedder is None
+        dims = {len(v) for _, v in todo if v is not None}
         usable = [
-            v is not None and r.fingerprint == mem.fingerprint and mem.dim and len(v) == mem.dim
+            v is not None
+            and (
+                (r.fingerprint == mem.fingerprint and mem.dim and len(v) == mem.dim)
+                or (vector_only and (len(v) == mem.dim or (not mem.dim and len(dims) == 1)))
+            )
             for r, v in todo
         ]
-        vecs = np.zeros((len(todo), mem.dim or 1), np.float32)
+        width = mem.dim or (dims.pop() if vector_only and len(dims) == 1 else 1)
+        vecs = np.zeros((len(todo), width), np.float32)
         need = [i for i, ok in enumerate(usable) if not ok]
         if need:
             emb = mem._embed([todo[i][0].text for i in need])
@@ -326,8 +376,8 @@ def import_jsonl(mem: Memory, path: Path) -> ImportReport:
                 vecs[i] = mem._vectors(todo[i][1], 1)[0]
         recs = [r for r, _ in todo]
         fields = [{"layer": r.layer} for r in recs]
-        ids = mem._insert([r.text for r in recs], vecs, fields, now, keep=list(recs))
-        added = sum(1 for r, i in zip(recs, ids) if idcodec.encode(r.raw_id) == i)
+        ids = mem._insert([r.text for r in recs], vecs, fields, now, keep=list(recs), touch=False)
+        added = sum(1 for r, i in zip(recs, ids) if i is not None and idcodec.encode(r.raw_id) == i)
         report.added += added
         report.skipped += len(recs) - added
 

@@ -15,6 +15,7 @@ rebuilt from the store, whenever they are missing, stale or damaged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -22,7 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,9 @@ class Memory:
             except CorruptStoreError:
                 idx = None
             if idx is None or idx.snapshot_seq > self._seq:
+                if idx is not None and not self.read_only:
+                    # Newer than the store (its last writes were not synced): never load it.
+                    (root / layer.value / "current").unlink(missing_ok=True)
                 idx = self._index_from_store(layer)
             self._layers[layer] = idx
             replay_from = min(replay_from, idx.snapshot_seq)
@@ -784,6 +788,10 @@ class Memory:
                     else:
                         out.append(None)
                     continue
+                if not vecs[i].any():
+                    # The text was a duplicate when its vector was skipped, and the original
+                    # has gone since (deleted or moved): embed it now.
+                    vecs[i] = self._embed([text])[0]
                 kept = keep[i] if keep is not None else None
                 rid = kept.raw_id if kept is not None else idcodec.new_id(int(now * 1000))
                 label = self._next_label
@@ -821,12 +829,13 @@ class Memory:
             self.store.put_meta(b, "next_label", self._next_label)
             self.store.write(b)
             self._init_layers(vecs.shape[1])
-            for layer, items in new_rows.items():
-                rows = [r for r, _ in items]
-                idx = self._layers[layer]
-                idx.add(rows, vecs[[i for _, i in items]])
-                if idx.needs_graph():  # crossed the exact threshold: build the graph now
-                    self._start_rebuild(idx)
+            with self._index_guard(new_rows):
+                for layer, items in new_rows.items():
+                    rows = [r for r, _ in items]
+                    idx = self._layers[layer]
+                    idx.add(rows, vecs[[i for _, i in items]])
+                    if idx.needs_graph():  # crossed the exact threshold: build the graph now
+                        self._start_rebuild(idx)
             self._applied_seq = seq
         return out
 
@@ -835,6 +844,8 @@ class Memory:
     def recent(self, *, layer: Layer | str | None = None, limit: int = 20) -> list[Record]:
         """The newest records, of one layer or all, newest first."""
         self._check_open()
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"limit must be an int >= 1, got {limit!r}")
         layers = list(Layer) if layer is None else [Layer.parse(layer)]
         found: list[tuple[bytes, bytes]] = []
         for lay in layers:
@@ -929,7 +940,7 @@ class Memory:
         ):
             raise InvalidInputError(f"min_score must be a number, got {min_score!r}")
         flt = Filter(
-            tags=None if tags is None else self._tags(tags),
+            tags=(self._tags(tags) or None) if tags is not None else None,
             project=self._opt_str("project", project),
             session=self._opt_str("session", session),
             kind=self._opt_str("kind", kind),
@@ -1186,16 +1197,17 @@ class Memory:
             self.store.put_meta(b, "seq", seq)
             self.store.put_meta(b, "next_label", self._next_label)
             self.store.write(b)
-            if reindex:
-                self._layers[old_layer].remove([old_label])
-                vecs = (
-                    vec
-                    if vec is not None
-                    else vectors_from([self.store.get("vectors", rid)], self.dim)
-                )
-                self._layers[rec.layer].add([self._row(rec)], vecs)
-            else:
-                self._layers[rec.layer].update_columns(self._row(rec))
+            with self._index_guard({old_layer, rec.layer}):
+                if reindex:
+                    self._layers[old_layer].remove([old_label])
+                    vecs = (
+                        vec
+                        if vec is not None
+                        else vectors_from([self.store.get("vectors", rid)], self.dim)
+                    )
+                    self._layers[rec.layer].add([self._row(rec)], vecs)
+                else:
+                    self._layers[rec.layer].update_columns(self._row(rec))
             self._applied_seq = seq
             self._log("update", time.perf_counter() - t0, [idcodec.encode(rid)], reindexed=reindex)
             return self._to_record(rec)
@@ -1238,6 +1250,10 @@ class Memory:
         rec.layer_since = now
         b.put(layer_time_key(to, rec.created_at, rid), b"", self.store.handle["layer_time"])
         b.put(label_key(to, label), rid, self.store.handle["labels"])
+        # Duplicate detection follows the record (unless the target layer has the text).
+        new_text = text_key(to, hash128(rec.text))
+        if self.store.get("texthash", new_text) is None:
+            b.put(new_text, rid, self.store.handle["texthash"])
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Delete records by id; returns how many. An unknown id raises NotFoundError and
@@ -1299,8 +1315,9 @@ class Memory:
         by_layer: dict[Layer, list[int]] = {}
         for rec in recs:
             by_layer.setdefault(rec.layer, []).append(rec.label)
-        for layer, labels in by_layer.items():
-            self._layers[layer].remove(labels)
+        with self._index_guard(by_layer):
+            for layer, labels in by_layer.items():
+                self._layers[layer].remove(labels)
         self._applied_seq = seq
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -1400,10 +1417,29 @@ class Memory:
             vecs = vectors_from(
                 self.store.multi_get("vectors", [r.raw_id for r, _, _ in part]), self.dim
             )
-            for (old_layer, old_label), (rec, _to, _reason), v in zip(olds, part, vecs):
-                self._layers[old_layer].remove([old_label])
-                self._layers[rec.layer].add([self._row(rec)], v[None, :])
+            touched = {lay for lay, _ in olds} | {rec.layer for rec, _, _ in part}
+            with self._index_guard(touched):
+                for (old_layer, old_label), (rec, _to, _reason), v in zip(olds, part, vecs):
+                    self._layers[old_layer].remove([old_label])
+                    self._layers[rec.layer].add([self._row(rec)], v[None, :])
             self._applied_seq = seq
+
+    @contextlib.contextmanager
+    def _index_guard(self, layers: Iterable[Layer]) -> Iterator[None]:
+        """Index updates after a store write: if one fails (or is interrupted), the touched
+        layers are rebuilt from the store, so no snapshot can record a sequence its index
+        does not reflect and the store stays the truth. The error is re-raised."""
+        try:
+            yield
+        except BaseException:
+            for layer in list(layers):
+                try:
+                    self._layers[layer] = self._index_from_store(layer)
+                    if self._layers[layer].needs_graph():
+                        self._start_rebuild(self._layers[layer])
+                except Exception:
+                    _LOG.exception("could not rebuild the %s index; it is rebuilt on open", layer)
+            raise
 
     # -- maintenance ----------------------------------------------------------------------------
 
@@ -1453,6 +1489,8 @@ class Memory:
             if floor > 0:
                 b = self.store.batch()
                 b.delete_range(u64(0), u64(floor + 1), self.store.handle["oplog"])
+                # Readers behind this point cannot replay: they reload (see refresh).
+                self.store.put_meta(b, "oplog_floor", floor)
                 self.store.write(b, durable=False)
 
     def flush(self) -> None:
@@ -1484,6 +1522,16 @@ class Memory:
         seq = int(self.store.meta("seq") or 0)
         if seq <= self._applied_seq:
             return 0
+        floor = int(self.store.meta("oplog_floor") or 0)
+        if self._applied_seq < floor:
+            # The writer trimmed operations this view never saw: reload from the snapshots
+            # and the store instead of replaying.
+            behind = seq - self._applied_seq
+            self._seq = seq
+            self._layers = {}
+            self._open_indexes()
+            self._applied_seq = seq
+            return behind
         entries = [
             (read_u64(k), unpack(v))
             for k, v in self.store.scan("oplog", start=u64(self._applied_seq + 1))

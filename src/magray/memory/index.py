@@ -611,6 +611,7 @@ class LayerIndex:
                 "layer": self.layer.value,
                 "dim": self.dim,
                 "count": int(len(rows)),
+                "graph_deleted": int(self.graph_deleted) if self.graph is not None else 0,
                 "fingerprint": fingerprint,
                 "strings": [self.strings.string(i) for i in range(len(self.strings._strings))],
                 "files": files,
@@ -705,14 +706,17 @@ class LayerIndex:
                 import hnswlib
 
                 g = hnswlib.Index(space="ip", dim=dim)
-                g.load_index(str(snap / "graph.hnsw"), max_elements=max(n, 16))
+                deleted = int(meta.get("graph_deleted", 0))
+                g.load_index(str(snap / "graph.hnsw"), max_elements=max(n + deleted, 16))
                 g.set_ef(config.hnsw_ef_search)
-                if g.get_current_count() != n:
+                # The graph also holds the elements marked deleted since it was built.
+                if g.get_current_count() != n + deleted:
                     raise CorruptStoreError(
                         f"graph of {layer.value} holds {g.get_current_count()} elements, "
-                        f"columns {n}"
+                        f"columns {n} + {deleted} deleted"
                     )
                 idx.graph = g
+                idx.graph_deleted = deleted
                 idx.matrix = None
             else:
                 matrix = np.load(snap / "matrix.npy")
