@@ -409,6 +409,10 @@ class Memory:
         self._stop.set()
         if self._worker is not None:
             self._worker.join()
+        with self._wlock:  # no write may be half-way through when the store closes
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         try:
             if not self.read_only:
                 for idx in getattr(self, "_layers", {}).values():
