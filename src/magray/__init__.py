@@ -133,7 +133,8 @@ def open(  # noqa: A001 (the natural name, like io.open)
     settings = load_settings(flags=flags)
     container = build_container(
         settings,
-        embedder=embedder,
+        # "auto" defers to the configured choice (the settings file or MAGRAY_EMBEDDER).
+        embedder="settings" if embedder == "auto" else embedder,
         read_only=read_only,
         reembed=reembed,
         clock=clock,

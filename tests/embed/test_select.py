@@ -84,3 +84,14 @@ def test_a_failed_download_is_not_retried_at_every_open(
     os.utime(marker, (0, 0))  # long ago: try again
     select.load_embedder("auto")
     assert len(calls) == 2
+
+
+def test_open_auto_follows_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('embedder = "hash"\n')
+    monkeypatch.setenv("MAGRAY_CONFIG", str(cfg))
+    with magray.open(tmp_path / "s") as m:
+        assert m.stats()["embedder"]["kind"] == "HashEmbedder"
+    cfg.write_text('embedder = "bge-small-en-v1.5"\n')
+    with pytest.raises(magray.InvalidInputError, match="models pull bge-small-en-v1.5"):
+        magray.open(tmp_path / "s2")
