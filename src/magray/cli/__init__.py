@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    from magray.container import ContainerError
     from magray.errors import MagrayError
+
+    # A part that failed to build: the user needs the part's own reason.
+    while isinstance(exc, ContainerError) and exc.__cause__ is not None:
+        exc = exc.__cause__
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, MagrayError):
