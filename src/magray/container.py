@@ -417,7 +417,61 @@ _ClassKey = Union[type[_T], Callable[..., _T]]  # noqa: UP007
 _AnyDisposer = Callable[[Any], object]
 
 
-class Scope(Resolver):
+_D = TypeVar("_D", bound="_Disposing")
+
+
+class _Disposing:
+    """close/aclose and the context-manager protocol, shared by Scope and Container:
+    take the created instances, dispose them in reverse order, report failures."""
+
+    _what = "a scope"
+
+    def _take_for_close(self) -> list[_Created] | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Dispose the instances in reverse order of creation (sync; see the module's async
+        rules). Raises one :class:`ContainerError` listing the disposers that failed."""
+        self._close(None)
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, awaiting async disposers."""
+        await self._aclose(None)
+
+    def _close(self, leaving_on: BaseException | None) -> None:
+        records = self._take_for_close()
+        if records:
+            _finish_disposal(self._what, _dispose_sync(records), leaving_on)
+
+    async def _aclose(self, leaving_on: BaseException | None) -> None:
+        records = self._take_for_close()
+        if records:
+            _finish_disposal(self._what, await _dispose_async(records), leaving_on)
+
+    def __enter__(self: _D) -> _D:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close(exc)
+
+    async def __aenter__(self: _D) -> _D:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._aclose(exc)
+
+
+class Scope(_Disposing, Resolver):
     """A unit of work (a request, a CLI command) that holds its own scoped instances.
 
     Singletons and transients resolve as they do on the container; scoped services are built
@@ -456,52 +510,13 @@ class Scope(Resolver):
             self._slots.clear()
             return records
 
-    def close(self) -> None:
-        """Dispose this scope's instances (sync; see the module's async rules)."""
-        self._close(None)
-
-    async def aclose(self) -> None:
-        """Dispose this scope's instances, awaiting async disposers."""
-        await self._aclose(None)
-
-    def _close(self, leaving_on: BaseException | None) -> None:
-        records = self._take_for_close()
-        if records:
-            _finish_disposal("a scope", _dispose_sync(records), leaving_on)
-
-    async def _aclose(self, leaving_on: BaseException | None) -> None:
-        records = self._take_for_close()
-        if records:
-            _finish_disposal("a scope", await _dispose_async(records), leaving_on)
-
-    def __enter__(self) -> Scope:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._close(exc)
-
-    async def __aenter__(self) -> Scope:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._aclose(exc)
-
-
-class Container(Resolver):
+class Container(_Disposing, Resolver):
     """Registers factories, builds services lazily and disposes them (see the module docs).
 
     Thread-safe: registrations, resolutions and close may come from any thread.
     """
+
+    _what = "the container"
 
     def __init__(self) -> None:
         self._root = self
@@ -889,47 +904,6 @@ class Container(Resolver):
                     reg.slot.ready = False
                     reg.slot.value = None
             return records
-
-    def close(self) -> None:
-        """Dispose every singleton in reverse order of creation; the container is then closed.
-        Raises one :class:`ContainerError` listing the disposers that failed, if any did."""
-        self._close(None)
-
-    async def aclose(self) -> None:
-        """Like :meth:`close`, awaiting async disposers."""
-        await self._aclose(None)
-
-    def _close(self, leaving_on: BaseException | None) -> None:
-        records = self._take_for_close()
-        if records:
-            _finish_disposal("the container", _dispose_sync(records), leaving_on)
-
-    async def _aclose(self, leaving_on: BaseException | None) -> None:
-        records = self._take_for_close()
-        if records:
-            _finish_disposal("the container", await _dispose_async(records), leaving_on)
-
-    def __enter__(self) -> Container:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._close(exc)
-
-    async def __aenter__(self) -> Container:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._aclose(exc)
 
     # ---- introspection ---------------------------------------------------------------------
 
