@@ -106,3 +106,39 @@ def test_lone_surrogate_is_refused_like_str_encode() -> None:
         hash128_many(["fine", "bad \ud800 here"])
     with pytest.raises(UnicodeEncodeError):
         hash128("x" * 100_000 + "\udfff")
+
+
+ALPHABET = "abc xyz" + "éÿ\x80" + "Ωж漢→\uffff" + "😀\U0010ffff"
+
+
+def test_many_mixed_widths_every_tail_length(isa: str) -> None:
+    # Every length 0..80 (all tail sizes of the 16-unit vector step) in each storage width.
+    rng = random.Random(11)
+    items = []
+    for width_chars in ("ab", "abé", "abΩ", "ab😀", ALPHABET):
+        for n in range(0, 81):
+            items.append("".join(rng.choice(width_chars) for _ in range(n)))
+    out = hash128_many(items)
+    for i, s in enumerate(items):
+        assert out[i].tobytes() == oracle(s.encode("utf-8")), repr(s)
+
+
+@pytest.mark.parametrize("where", [0, 1, 15, 16, 17, 31, 40])
+def test_lone_surrogate_found_at_every_lane(isa: str, where: int) -> None:
+    for filler in ("a", "Ω", "😀"):
+        s = filler * where + "\udc00" + filler * 5
+        with pytest.raises(UnicodeEncodeError):
+            hash128_many(["ok", s])
+        with pytest.raises(UnicodeEncodeError):
+            hash128(s)
+
+
+def test_tuple_batch_hashed_without_the_gil_still_names_a_bad_item() -> None:
+    items = tuple(f"item {i} é" if i % 3 else f"item {i}" for i in range(1000))
+    out = hash128_many(items)
+    for i in (0, 1, 2, 499, 999):
+        assert out[i].tobytes() == oracle(items[i].encode())
+    with pytest.raises(TypeError, match=r"items\[700\] is int"):
+        hash128_many(items[:700] + (5,) + items[700:])  # type: ignore[operator]
+    with pytest.raises(UnicodeEncodeError):
+        hash128_many(items[:900] + ("x\ud800",) + items[900:])

@@ -55,46 +55,100 @@ struct Item {
     int width;
 };
 
-// name_of() is called only on error, so the hot path builds no strings.
+// Reads a str or bytes object's storage without calling into Python (safe without the GIL
+// while the object is kept alive: both types are immutable). False for anything else, and
+// for a str not yet "ready" (Python < 3.12), which the caller handles with the GIL held.
+inline bool peek(PyObject* o, Item& it) noexcept {
+    if (PyUnicode_Check(o)) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (!PyUnicode_IS_READY(o)) return false;
+#endif
+        const size_t n = static_cast<size_t>(PyUnicode_GET_LENGTH(o));
+        if (PyUnicode_IS_COMPACT_ASCII(o)) {
+            it = {PyUnicode_DATA(o), n, 0};
+        } else {
+            it = {PyUnicode_DATA(o), n, static_cast<int>(PyUnicode_KIND(o))};
+        }
+        return true;
+    }
+    if (PyBytes_Check(o)) {
+        it = {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o)), 0};
+        return true;
+    }
+    return false;
+}
+
+// The slow path for one object, with the GIL held: readies a legacy str, or raises the
+// TypeError that names the item.
 template <typename NameFn>
 Item as_item(PyObject* o, NameFn name_of) {
-    if (PyBytes_Check(o)) return {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o)), 0};
     if (PyUnicode_Check(o)) {
 #if PY_VERSION_HEX < 0x030C0000
         if (PyUnicode_READY(o) < 0) throw py::error_already_set();
 #endif
-        const size_t n = static_cast<size_t>(PyUnicode_GET_LENGTH(o));
-        if (PyUnicode_IS_COMPACT_ASCII(o)) return {PyUnicode_DATA(o), n, 0};
-        return {PyUnicode_DATA(o), n, static_cast<int>(PyUnicode_KIND(o))};
     }
+    Item it;
+    if (peek(o, it)) return it;
     throw py::type_error(name_of() + " is " + Py_TYPE(o)->tp_name + "; pass str (hashed as UTF-8) or bytes");
 }
 
-// Hashes items[i] into out + 16 * i without touching Python objects (safe without the GIL
-// while the items are kept alive). Returns the index of an unencodable str, or SIZE_MAX.
-size_t hash_items(const Item* items, size_t n, uint64_t seed, uint8_t* out, char* scratch) {
-    const Isa isa = active_isa();
-    for (size_t i = 0; i < n; ++i) {
-        if (i + 4 < n) __builtin_prefetch(items[i + 4].data);
-        const Item& it = items[i];
+// The encoder for str code units: AVX-512 VBMI2 where the active instruction set allows it.
+using Utf8Fn = size_t (*)(const void*, size_t, int, char*) noexcept;
+
+Utf8Fn utf8_for(Isa isa) {
+#if defined(MAGRAY_X86)
+    if (isa == Isa::avx512 && cpu_features().avx512vbmi2) return &utf8_encode_avx512;
+#endif
+    (void)isa;
+    return &utf8_encode;
+}
+
+// Encodes str items into a growing buffer; the bytes item's own storage otherwise.
+class Hasher {
+public:
+    Hasher(uint64_t seed, Isa isa) : seed_(seed), isa_(isa), utf8_(utf8_for(isa)) {}
+
+    // Hashes one item into out[0..16); false if a str holds a lone surrogate.
+    bool hash(const Item& it, uint8_t* out) {
         const void* p = it.data;
         size_t len = it.len;
         if (it.width != 0) {
-            len = utf8_encode(it.data, it.len, it.width, scratch);
-            if (len == SIZE_MAX) return i;
-            p = scratch;
+            const size_t need = utf8_max_size(it.len, it.width);
+            if (scratch_.size() < need) scratch_.resize(need);
+            len = utf8_(it.data, it.len, it.width, scratch_.data());
+            if (len == SIZE_MAX) return false;
+            p = scratch_.data();
         }
-        hash128_canonical(xxh3_128(p, len, seed, isa), out + 16 * i);
+        hash128_canonical(xxh3_128(p, len, seed_, isa_), out);
+        return true;
     }
-    return SIZE_MAX;
-}
 
-size_t scratch_size(const Item* items, size_t n) {
-    size_t m = 0;
-    for (size_t i = 0; i < n; ++i)
-        if (items[i].width != 0) m = std::max(m, utf8_max_size(items[i].len, items[i].width));
-    return m;
-}
+    // Hashes objs[i..n) into out + 16 * i, reading each object once: headers are prefetched
+    // 2 * kAhead items ahead and the text kAhead items ahead, since the objects lie scattered
+    // over the heap. Returns the index of the first object it cannot handle (not str or bytes,
+    // a legacy str, or a lone surrogate), or n. Calls no Python API.
+    size_t run(PyObject* const* objs, size_t i, size_t n, uint8_t* out) {
+        constexpr size_t kAhead = 8;
+        for (; i < n; ++i) {
+            if (i + 2 * kAhead < n) __builtin_prefetch(objs[i + 2 * kAhead]);
+            Item ahead;
+            if (i + kAhead < n && peek(objs[i + kAhead], ahead)) {
+                const char* p = static_cast<const char*>(ahead.data);
+                const size_t bytes = ahead.len * static_cast<size_t>(ahead.width ? ahead.width : 1);
+                for (size_t off = 64; off < bytes && off <= 1024; off += 64) __builtin_prefetch(p + off);
+            }
+            Item it;
+            if (!peek(objs[i], it) || !hash(it, out + 16 * i)) return i;
+        }
+        return n;
+    }
+
+private:
+    uint64_t seed_;
+    Isa isa_;
+    Utf8Fn utf8_;
+    std::vector<char> scratch_;
+};
 
 // Raises the UnicodeEncodeError that str.encode("utf-8") gives for this object.
 [[noreturn]] void raise_unencodable(PyObject* o) {
@@ -126,15 +180,15 @@ py::bytes hash128(py::handle data, py::int_ seed) {
         PyBuffer_Release(&view);
     } else {
         const Item item = as_item(data.ptr(), [] { return std::string("data"); });
-        std::vector<char> scratch(scratch_size(&item, 1));
-        size_t bad;
+        Hasher hasher(s, active_isa());
+        bool ok;
         if (item.len >= kReleaseGilBytes) {
             py::gil_scoped_release nogil;
-            bad = hash_items(&item, 1, s, out, scratch.data());
+            ok = hasher.hash(item, out);
         } else {
-            bad = hash_items(&item, 1, s, out, scratch.data());
+            ok = hasher.hash(item, out);
         }
-        if (bad != SIZE_MAX) raise_unencodable(data.ptr());
+        if (!ok) raise_unencodable(data.ptr());
     }
     return py::bytes(reinterpret_cast<const char*>(out), 16);
 }
@@ -149,7 +203,7 @@ py::array_t<uint8_t> hash128_many(py::handle items, py::int_ seed) {
     // copied into one) are hashed without the GIL. A list is hashed with the GIL held:
     // taking a reference to every item first would cost more than the hashing.
     py::object holder;
-    PyObject** objs = nullptr;
+    PyObject* const* objs = nullptr;
     size_t n = 0;
     bool may_release = true;
     if (PyList_Check(items.ptr())) {
@@ -167,32 +221,26 @@ py::array_t<uint8_t> hash128_many(py::handle items, py::int_ seed) {
         n = static_cast<size_t>(PyTuple_GET_SIZE(holder.ptr()));
         objs = n ? &PyTuple_GET_ITEM(holder.ptr(), 0) : nullptr;
     }
-    std::vector<Item> views(n);
-    size_t total = 0;
-    for (size_t i = 0; i < n; ++i) {
-        // Objects are scattered over the heap: ask for headers well before they are read.
-        if (i + 32 < n) __builtin_prefetch(objs[i + 32]);
-        PyObject* o = objs[i];
-        if (PyBytes_Check(o)) {
-            views[i] = {PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o)), 0};
-        } else if (PyUnicode_Check(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
-            views[i] = {PyUnicode_DATA(o), static_cast<size_t>(PyUnicode_GET_LENGTH(o)), 0};
-        } else {
-            views[i] = as_item(o, [i] { return "items[" + std::to_string(i) + "]"; });
-        }
-        total += views[i].len;
-    }
     py::array_t<uint8_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(16)});
     uint8_t* dst = out.mutable_data();
-    std::vector<char> scratch(scratch_size(views.data(), n));
-    size_t bad;
-    if (may_release && total >= kReleaseGilBytes) {
-        py::gil_scoped_release nogil;
-        bad = hash_items(views.data(), n, s, dst, scratch.data());
-    } else {
-        bad = hash_items(views.data(), n, s, dst, scratch.data());
+    Hasher hasher(s, active_isa());
+    // Releasing the GIL pays for batches of this many items and more.
+    constexpr size_t kReleaseGilItems = 256;
+    size_t i = 0;
+    while (i < n) {
+        size_t stop;
+        if (may_release && n - i >= kReleaseGilItems) {
+            py::gil_scoped_release nogil;
+            stop = hasher.run(objs, i, n, dst);
+        } else {
+            stop = hasher.run(objs, i, n, dst);
+        }
+        if (stop == n) break;
+        // An object the fast path left alone: ready it or name the bad item, with the GIL.
+        const Item it = as_item(objs[stop], [stop] { return "items[" + std::to_string(stop) + "]"; });
+        if (!hasher.hash(it, dst + 16 * stop)) raise_unencodable(objs[stop]);
+        i = stop + 1;
     }
-    if (bad != SIZE_MAX) raise_unencodable(objs[bad]);
     return out;
 }
 

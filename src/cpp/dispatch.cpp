@@ -39,6 +39,7 @@ CpuFeatures detect() {
     const bool avx512vl = (ebx >> 31) & 1;
     f.avx2 = ymm_state && avx2 && fma;
     f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+    f.avx512vbmi2 = f.avx512 && ((ecx >> 6) & 1);
 #endif
     return f;
 }

@@ -281,10 +281,8 @@ Hash128 xxh3_128(const void* data, size_t len, uint64_t seed, Isa isa) noexcept 
 }
 
 void hash128_canonical(Hash128 h, uint8_t out[16]) noexcept {
-    for (int i = 0; i < 8; ++i) {
-        out[i] = static_cast<uint8_t>(h.hi >> (56 - 8 * i));
-        out[8 + i] = static_cast<uint8_t>(h.lo >> (56 - 8 * i));
-    }
+    wr64(out, bswap64(h.hi));
+    wr64(out + 8, bswap64(h.lo));
 }
 
 }  // namespace magray

@@ -11,6 +11,7 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2 };
 struct CpuFeatures {
     bool avx2 = false;     // AVX2 + FMA + OS support for YMM state
     bool avx512 = false;   // AVX-512 F/BW/VL/DQ + OS support for ZMM state
+    bool avx512vbmi2 = false;  // avx512 + VBMI2 (byte compress), used by the UTF-8 encoder
 };
 
 // Detected once (cpuid + xgetbv); cheap to call repeatedly.
