@@ -123,19 +123,30 @@ public:
         return true;
     }
 
-    // Hashes objs[i..n) into out + 16 * i, reading each object once: headers are prefetched
-    // 2 * kAhead items ahead and the text kAhead items ahead, since the objects lie scattered
-    // over the heap. Returns the index of the first object it cannot handle (not str or bytes,
-    // a legacy str, or a lone surrogate), or n. Calls no Python API.
+    // Hashes objs[i..n) into out + 16 * i, reading each object once. The objects lie
+    // scattered over the heap, so the first kLines cache lines of each are prefetched kAhead
+    // items ahead: blindly, from the object's address alone, since a prefetch that first
+    // read the length would stall on that load (measured; a prefetch past the object's end
+    // is harmless). The rest of a longer object is prefetched kAhead / 2 items ahead, when
+    // its header is in cache. Returns the index of the first object it cannot handle (not str or
+    // bytes, a legacy str, or a lone surrogate), or n. Calls no Python API.
     size_t run(PyObject* const* objs, size_t i, size_t n, uint8_t* out) {
-        constexpr size_t kAhead = 8;
+        constexpr size_t kAhead = 32;
+        constexpr size_t kLines = 8;
+        constexpr size_t kMaxPrefetch = 4096;
         for (; i < n; ++i) {
-            if (i + 2 * kAhead < n) __builtin_prefetch(objs[i + 2 * kAhead]);
-            Item ahead;
-            if (i + kAhead < n && peek(objs[i + kAhead], ahead)) {
-                const char* p = static_cast<const char*>(ahead.data);
-                const size_t bytes = ahead.len * static_cast<size_t>(ahead.width ? ahead.width : 1);
-                for (size_t off = 64; off < bytes && off <= 1024; off += 64) __builtin_prefetch(p + off);
+            if (i + kAhead < n) {
+                const char* ahead = reinterpret_cast<const char*>(objs[i + kAhead]);
+                for (size_t line = 0; line < kLines; ++line) __builtin_prefetch(ahead + 64 * line);
+            }
+            // Half as far ahead the header has arrived: a long object gets its other lines.
+            Item mid;
+            if (i + kAhead / 2 < n && peek(objs[i + kAhead / 2], mid)) {
+                const char* obj = reinterpret_cast<const char*>(objs[i + kAhead / 2]);
+                const char* end = static_cast<const char*>(mid.data) +
+                                  mid.len * static_cast<size_t>(mid.width ? mid.width : 1);
+                for (const char* p = obj + 64 * kLines; p < end && p < obj + kMaxPrefetch; p += 64)
+                    __builtin_prefetch(p);
             }
             Item it;
             if (!peek(objs[i], it) || !hash(it, out + 16 * i)) return i;
