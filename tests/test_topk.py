@@ -207,3 +207,28 @@ def test_bad_arguments_name_the_fix() -> None:
         topk(q, b, 1, ids=np.array([1, 1], np.int64))
     with pytest.raises(ValueError, match="at least one dimension"):
         topk(np.ones((2, 0), np.float32), np.ones((3, 0), np.float32), 1)
+
+
+@pytest.mark.parametrize("metric", ["dot", "l2", "cosine"])
+def test_few_queries_over_many_tiles(isa: str, metric: str) -> None:
+    # 20k rows span several tiles of the few-query path, whose in-kernel filter uses the
+    # threshold reached by earlier tiles: late winners, ties across tiles, and rows that
+    # need the careful norm (zero and huge rows) must all come out right.
+    rng = np.random.default_rng(5)
+    b = rng.integers(-3, 4, size=(20_000, 24)).astype(np.float32)
+    b[19_990] = b[3]  # a tie across tiles: the lower row wins
+    b[12_345] = 0.0
+    if metric == "cosine":
+        b[17_000] = 1e20  # its squared norm overflows float32; cosine must still be right
+    for nq in (1, 3):
+        q = rng.integers(-3, 4, size=(nq, 24)).astype(np.float32)
+        q[0] = b[19_999] if metric != "l2" else b[19_999] + 0.5  # the best rows come last
+        idx, sc = topk(q, b, 12, metric=metric)
+        ref = ref_scores(q.astype(np.float64), b.astype(np.float64), metric)
+        if metric == "cosine":
+            for i in range(nq):
+                best = -np.sort(-ref[i])[:12]
+                np.testing.assert_allclose(sc[i], best, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(ref[i][idx[i]], best, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(idx, ref_topk(ref, 12, metric, np.arange(len(b))))

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,16 +15,9 @@
 namespace magray {
 namespace {
 
-// Below this the float32 sum of squares may have lost precision to underflow; above it is
-// exact enough. Non-finite sums mean overflow or NaN/Inf; both take the careful path.
-constexpr float kTinySquares = 1e-30f;
-
-// Outputs at least this large are written with non-temporal stores.
-constexpr size_t kStreamBytes = SIZE_MAX;
-
 // 1/|x| for one row whose float32 sum of squares is sq; 0 for a zero row; -1 for NaN/Inf.
 double inverse_norm(const float* x, size_t d, float sq) {
-    if (std::isfinite(sq) && sq >= kTinySquares) return 1.0 / std::sqrt(static_cast<double>(sq));
+    if (std::isfinite(sq) && sq >= kNormalSquares) return 1.0 / std::sqrt(static_cast<double>(sq));
     const double norm = careful_norm(x, d);
     if (norm < 0.0) return -1.0;
     return norm > 0.0 ? 1.0 / norm : 0.0;
@@ -112,32 +106,22 @@ size_t tile_rows(size_t d, size_t multiple) {
 
 void l2_normalize(const float* x, float* out, size_t n, size_t d) {
     const VecKernels& K = active_kernels();
+    // Rows the fast kernel leaves alone (zero, tiny or huge sums, NaN/Inf) take the careful
+    // path here, and the kernel resumes after them.
+    auto careful = [&](size_t i, float* dst) {
+        const double inv = inverse_norm(x + i * d, d, std::numeric_limits<float>::infinity());
+        if (inv < 0.0) bad_row("row", i, "x");
+        if (dst != nullptr) apply_scale(K, x + i * d, dst + i * d, d, inv);
+    };
     if (x == out) {
-        // In place: find every norm (and any bad row) before the first write.
-        std::vector<float> sq(n);
-        std::vector<double> inv(n);
-        K.sqnorm_rows(x, n, d, sq.data());
-        for (size_t i = 0; i < n; ++i) {
-            inv[i] = inverse_norm(x + i * d, d, sq[i]);
-            if (inv[i] < 0.0) bad_row("row", i, "x");
-        }
-        for (size_t i = 0; i < n; ++i) apply_scale(K, out + i * d, out + i * d, d, inv[i]);
-        return;
+        // In place: check every row before the first write, so bad input changes nothing.
+        for (size_t i = K.normalize_rows(x, nullptr, n, d); i < n;
+             i = i + 1 + K.normalize_rows(x + (i + 1) * d, nullptr, n - i - 1, d))
+            careful(i, nullptr);
     }
-    // Blocks of rows: their norms come from one interleaved pass, then each row is scaled
-    // while the block is still in cache.
-    constexpr size_t kBlock = 16;
-    float sq[kBlock];
-    for (size_t i0 = 0; i0 < n; i0 += kBlock) {
-        const size_t m = std::min(kBlock, n - i0);
-        K.sqnorm_rows(x + i0 * d, m, d, sq);
-        for (size_t r = 0; r < m; ++r) {
-            const size_t i = i0 + r;
-            const double inv = inverse_norm(x + i * d, d, sq[r]);
-            if (inv < 0.0) bad_row("row", i, "x");
-            apply_scale(K, x + i * d, out + i * d, d, inv);
-        }
-    }
+    for (size_t i = K.normalize_rows(x, out, n, d); i < n;
+         i = i + 1 + K.normalize_rows(x + (i + 1) * d, out + (i + 1) * d, n - i - 1, d))
+        careful(i, out);
 }
 
 void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const int64_t* ids,
@@ -190,7 +174,7 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
     std::vector<float> gathered(ids ? NB * d : 0);
     std::vector<float> binv(NB), sqn(NB);
     std::vector<float> scores(blocked ? NB * QB : NB);
-    std::vector<uint64_t> masks(blocked ? NB : 0);
+    std::vector<uint64_t> masks(blocked ? NB : (NB + 63) / 64);
     std::vector<float> thr(blocked ? n_qblocks * QB : 0, -INFINITY);
     std::vector<float> packed_q(blocked ? n_qblocks * QB * d : 0, 0.0f);
     if (blocked) {
@@ -228,7 +212,7 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
             float* bi = binv.data();
             for (size_t r = 0; r < m; ++r) {
                 const float v = sq[r];
-                const bool ok = v >= kTinySquares && v <= FLT_MAX;
+                const bool ok = v >= kNormalSquares && v <= FLT_MAX;
                 bi[r] = ok ? 1.0f / std::sqrt(ok ? v : 1.0f) : -1.0f;
             }
             for (size_t r = 0; r < m; ++r) {
@@ -242,23 +226,31 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
         if (!blocked) {
             for (size_t i = 0; i < nq; ++i) {
                 const float* q = Q + i * d;
-                if (is_l2) {
-                    K.l2_rows(q, T, m, d, scores.data());
-                } else if (is_cos && i == 0) {
-                    K.dot_norm_rows(q, T, m, d, scores.data(), sqn.data());
-                    inverse_norms(sqn.data());
-                } else {
-                    K.dot_rows(q, T, m, d, scores.data());
-                }
                 Selector& S = sel[i];
                 const float qs = qscale[i];
-                for (size_t r = 0; r < m; ++r) {
-                    float key = scores[r];
-                    if (is_cos) key = key * qs * binv[r];
-                    else if (is_l2) key = -key;
-                    if (!std::isfinite(key)) not_finite(r);
-                    if (S.full_and_below(key)) continue;
-                    S.push(key, row_index(r));
+                // Rows that cannot beat the worst kept entry are filtered inside the kernel;
+                // the threshold is the one at the start of this tile.
+                const float th = S.full() ? S.worst_key() : -INFINITY;
+                if (!K.one_query_keys(q, T, m, d, metric, qs, th, scores.data(), masks.data())) continue;
+                for (size_t w = 0; w * 64 < m; ++w) {
+                    uint64_t bits = masks[w];
+                    while (bits) {
+                        const size_t r = w * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+                        bits &= bits - 1;
+                        float key = scores[r];
+                        if (is_cos && std::isnan(key)) {
+                            // A zero, tiny or huge row (or NaN/Inf): its norm, carefully.
+                            const double inv = inverse_norm(T + r * d, d, INFINITY);
+                            if (inv < 0.0) bad_row("row", static_cast<size_t>(row_index(r)), "base");
+                            double dot = 0.0;
+                            for (size_t c = 0; c < d; ++c)
+                                dot += static_cast<double>(q[c]) * static_cast<double>(T[r * d + c]);
+                            key = static_cast<float>(dot * qs * inv);
+                        }
+                        if (!std::isfinite(key)) not_finite(r);
+                        if (S.full_and_below(key)) continue;
+                        S.push(key, row_index(r));
+                    }
                 }
             }
             continue;

@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <cfloat>
+#include <cmath>
 #include <cstdint>
 
 #include "magray/kernels.hpp"

@@ -10,33 +10,37 @@ namespace {
 
 constexpr size_t kQueryBlock = 8;
 
-void sqnorm_rows(const float* B, size_t nb, size_t d, float* out);
-
-void dot_rows(const float* q, const float* B, size_t nb, size_t d, float* out) {
+// The reference one-query path: the same keys and bits as the SIMD kernels (see
+// kernels.hpp), from plain float32 loops.
+uint64_t one_query_keys(const float* q, const float* B, size_t nb, size_t d, Metric metric, float qs,
+                        float thr, float* keys, uint64_t* masks) {
+    uint64_t any = 0;
     for (size_t j = 0; j < nb; ++j) {
         const float* b = B + j * d;
-        float s = 0.0f;
-        for (size_t k = 0; k < d; ++k) s += q[k] * b[k];
-        out[j] = s;
-    }
-}
-
-void dot_norm_rows(const float* q, const float* B, size_t nb, size_t d, float* dots,
-                   float* sqnorms) {
-    dot_rows(q, B, nb, d, dots);
-    sqnorm_rows(B, nb, d, sqnorms);
-}
-
-void l2_rows(const float* q, const float* B, size_t nb, size_t d, float* out) {
-    for (size_t j = 0; j < nb; ++j) {
-        const float* b = B + j * d;
-        float s = 0.0f;
+        float s = 0.0f, sq = 0.0f;
         for (size_t k = 0; k < d; ++k) {
-            const float t = q[k] - b[k];
-            s += t * t;
+            if (metric == Metric::l2) {
+                const float t = q[k] - b[k];
+                s += t * t;
+            } else {
+                s += q[k] * b[k];
+                sq += b[k] * b[k];
+            }
         }
-        out[j] = s;
+        float key = s;
+        if (metric == Metric::l2) {
+            key = -s;
+        } else if (metric == Metric::cosine) {
+            const bool ok = sq >= kNormalSquares && sq <= FLT_MAX;
+            key = ok ? s * qs * (1.0f / std::sqrt(sq)) : NAN;
+        }
+        keys[j] = key;
+        const uint64_t bit = static_cast<uint64_t>(!(key < thr) || !(std::fabs(key) <= FLT_MAX));
+        if (j % 64 == 0) masks[j / 64] = 0;
+        masks[j / 64] |= bit << (j % 64);
+        any |= bit;
     }
+    return any;
 }
 
 void sqnorm_rows(const float* B, size_t nb, size_t d, float* out) {
@@ -81,12 +85,24 @@ void scale(const float* x, float* out, size_t d, float s) {
     for (size_t k = 0; k < d; ++k) out[k] = x[k] * s;
 }
 
+size_t normalize_rows(const float* x, float* out, size_t n, size_t d) {
+    for (size_t i = 0; i < n; ++i) {
+        const float* r = x + i * d;
+        float sq = 0.0f;
+        for (size_t k = 0; k < d; ++k) sq += r[k] * r[k];
+        if (!(sq >= kNormalSquares && sq <= FLT_MAX)) return i;
+        if (out != nullptr) scale(r, out + i * d, d, static_cast<float>(1.0 / std::sqrt(static_cast<double>(sq))));
+    }
+    return n;
+}
+
 void axpy(float* acc, const float* x, size_t d, float w) {
     for (size_t k = 0; k < d; ++k) acc[k] += w * x[k];
 }
 
 const VecKernels kTable = {
-    Isa::scalar, dot_rows, dot_norm_rows, l2_rows, sqnorm_rows, kQueryBlock, block_keys, scale, axpy,
+    Isa::scalar, one_query_keys, sqnorm_rows, kQueryBlock, block_keys, normalize_rows, scale,
+    axpy,
 };
 
 }  // namespace

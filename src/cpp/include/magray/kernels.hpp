@@ -9,19 +9,27 @@
 #include <cstdint>
 
 #include "magray/cpu.hpp"
+#include "magray/ops.hpp"
 
 namespace magray {
+
+// A float32 sum of squares at least this large (and finite) is exact enough to take a
+// square root of; smaller ones may have lost precision to underflow.
+constexpr float kNormalSquares = 1e-30f;
 
 struct VecKernels {
     Isa isa;
 
-    // out[j] = <q, B[j]> for j < nb.
-    void (*dot_rows)(const float* q, const float* B, size_t nb, size_t d, float* out);
-    // dots[j] = <q, B[j]> and sqnorms[j] = |B[j]|^2 in one pass over B (cosine, one query).
-    void (*dot_norm_rows)(const float* q, const float* B, size_t nb, size_t d, float* dots,
-                          float* sqnorms);
-    // out[j] = |q - B[j]|^2 for j < nb.
-    void (*l2_rows)(const float* q, const float* B, size_t nb, size_t d, float* out);
+    // The one-query path, over nb rows (row-major, stride d):
+    //   metric dot:    key = <q, B_j>
+    //   metric cosine: key = <q, B_j> * qs * (1 / sqrt(|B_j|^2)), or NaN when |B_j|^2 is not
+    //                  a normal positive float (zero, underflow, overflow, NaN/Inf), for the
+    //                  caller's careful path
+    //   metric l2:     key = -|q - B_j|^2
+    // keys[j] = key, and bit j % 64 of masks[j / 64] is set when the key could enter the
+    // top-k (!(key < thr)) or is not finite. Returns the OR of all mask words.
+    uint64_t (*one_query_keys)(const float* q, const float* B, size_t nb, size_t d, Metric metric,
+                               float qs, float thr, float* keys, uint64_t* masks);
     // out[j] = |B[j]|^2 for j < nb.
     void (*sqnorm_rows)(const float* B, size_t nb, size_t d, float* out);
 
@@ -38,6 +46,13 @@ struct VecKernels {
                            const float* bscale, bool l2, const float* thr, float* keys,
                            uint64_t* masks);
 
+    // Row-wise L2 normalisation, one pass per row while it sits in L1: the float32 sum of
+    // squares, then out = x / |x| (scaled by the float32 of 1/sqrt in double). Stops at the
+    // first row whose sum of squares is not a normal positive float (zero, underflow,
+    // overflow, NaN or Inf) and returns its index, leaving that row to the caller's careful
+    // path; returns n when every row is done. out == nullptr only checks the rows; out == x
+    // normalises in place.
+    size_t (*normalize_rows)(const float* x, float* out, size_t n, size_t d);
     // out[j] = x[j] * s (out may alias x).
     void (*scale)(const float* x, float* out, size_t d, float s);
     // acc[j] += w * x[j].
