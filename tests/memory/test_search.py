@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,37 @@ def test_searches_all_layers_and_merges(store_path: Path) -> None:
             assert hits[0].layer.value == ["interact", "insights", "assets"][i % 3]
         only = m.search(vector=vecs[1], k=30, layers=["insights"])
         assert len(only) == 10 and all(h.layer.value == "insights" for h in only)
+
+
+def test_graph_layers_searched_together_match_one_at_a_time(store_path: Path) -> None:
+    # Three layers with graphs: the shared-out search (this thread plus helpers) must give
+    # what searching the layers one after another gives, and a failure in any layer's
+    # search reaches the caller without wedging later searches.
+    vecs = unit_vectors(1800, dim=16, seed=4, clusters=20)
+    layers = ["interact", "insights", "assets"]
+    with magray.open(store_path, embedder=None, config={"exact_threshold": 100}) as m:
+        for i in range(0, 1800, 100):
+            m.add_many(
+                [f"r{j}" for j in range(i, i + 100)],
+                vectors=vecs[i : i + 100],
+                layer=layers[(i // 100) % 3],
+            )
+        m.wait_ready()
+        assert {m.stats()["layers"][name]["index"] for name in layers} == {"graph"}
+        together = [[(h.id, h.score) for h in m.search(vector=v, k=15)] for v in vecs[:60]]
+        m.config = dataclasses.replace(m.config, parallel_search=False)
+        apart = [[(h.id, h.score) for h in m.search(vector=v, k=15)] for v in vecs[:60]]
+        assert together == apart
+        m.config = dataclasses.replace(m.config, parallel_search=True)
+
+        index = m._layers[magray.Layer.ASSETS]
+        real = index.search
+
+        def broken(*args: object) -> object:
+            raise RuntimeError("layer search failed")
+
+        index.search = broken  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="layer search failed"):
+            m.search(vector=vecs[0], k=5)
+        index.search = real  # type: ignore[method-assign]
+        assert m.search(vector=vecs[0], k=1)[0].record.text == "r0"

@@ -81,6 +81,20 @@ def resolve_embedder(embedder: Any) -> Embedder | None:
     return load_embedder(embedder)
 
 
+_CPUS: int | None = None
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count), read once."""
+    global _CPUS
+    if _CPUS is None:
+        try:
+            _CPUS = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            _CPUS = os.cpu_count() or 1
+    return _CPUS
+
+
 class _Pending:
     """Access statistics waiting for the next batched write."""
 
@@ -1025,17 +1039,40 @@ class Memory:
         self, chosen: list[Layer], q: np.ndarray, k: int, flt: Filter
     ) -> list[tuple[Layer, tuple[np.ndarray, np.ndarray]]]:
         """Each layer's candidates. Graph searches release the GIL, so with several large
-        layers they run on a small thread pool at the same time."""
+        layers this thread and a few helpers share them out: each takes the next layer not
+        yet searched, so three layers on two cores cost two searches' time, and nobody
+        waits for a helper that had nothing left to do."""
         jobs = [layer for layer in chosen if self._layers[layer].count]
         graphs = sum(1 for layer in jobs if self._layers[layer].graph is not None)
-        if graphs < 2 or not self.config.parallel_search or (os.cpu_count() or 1) < 2:
+        if graphs < 2 or not self.config.parallel_search or _cpus() < 2:
             return [(layer, self._layers[layer].search(q, k, flt)) for layer in jobs]
+        import queue
+
+        todo = jobs[::-1]  # list.pop() is atomic: each layer is taken exactly once
+        done: queue.SimpleQueue[tuple[Layer, Any, BaseException | None]] = queue.SimpleQueue()
+
+        def work() -> None:
+            while True:
+                try:
+                    layer = todo.pop()
+                except IndexError:
+                    return
+                try:
+                    done.put((layer, self._layers[layer].search(q, k, flt), None))
+                except BaseException as e:  # handed to the caller's thread below
+                    done.put((layer, None, e))
+
         pool = self._search_pool()
-        futures = [
-            (layer, pool.submit(self._layers[layer].search, q, k, flt)) for layer in jobs[1:]
-        ]
-        first = (jobs[0], self._layers[jobs[0]].search(q, k, flt))
-        return [first] + [(layer, f.result()) for layer, f in futures]
+        for _ in range(min(_cpus() - 1, len(jobs) - 1)):
+            pool.submit(work)
+        work()
+        results: dict[Layer, Any] = {}
+        for _ in jobs:
+            layer, found, err = done.get()
+            if err is not None:
+                raise err
+            results[layer] = found
+        return [(layer, results[layer]) for layer in jobs]
 
     def _search_pool(self) -> Any:
         pool = self._pool
@@ -1045,7 +1082,8 @@ class Memory:
             with self._access_lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(
-                        max_workers=len(Layer) - 1, thread_name_prefix="magray-search"
+                        max_workers=max(1, min(_cpus() - 1, len(Layer) - 1)),
+                        thread_name_prefix="magray-search",
                     )
                 pool = self._pool
         return pool
