@@ -92,17 +92,20 @@ Async rules
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Literal, TypedDict, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union, overload
 
 from magray.errors import MagrayError
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "Container",
@@ -275,10 +278,23 @@ def _render_path(path: Sequence[_Registration]) -> str:
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
+    # No event loop runs without asyncio imported, and importing it costs a fresh process
+    # tens of milliseconds, so a sync-only program never pays for it.
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
     try:
-        return asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+        return loop
     except RuntimeError:
         return None
+
+
+def _run(awaitable: Awaitable[_T]) -> _T:
+    """Runs an awaitable to completion on a new event loop in this thread."""
+    import asyncio
+
+    return asyncio.run(_await(awaitable))
 
 
 async def _await(awaitable: Awaitable[_T]) -> _T:
@@ -331,7 +347,7 @@ def _dispose_sync(records: Sequence[_Created]) -> list[tuple[str, Exception]]:
                         f"the disposer of {rec.reg.name} is async and an event loop is running "
                         f"in this thread; use `await aclose()` (or `async with`)"
                     )
-                asyncio.run(_await(result))
+                _run(result)
         except Exception as exc:
             errors.append((rec.reg.name, exc))
     return errors
@@ -509,6 +525,7 @@ class Scope(_Disposing, Resolver):
             records, self._created = self._created, []
             self._slots.clear()
             return records
+
 
 class Container(_Disposing, Resolver):
     """Registers factories, builds services lazily and disposes them (see the module docs).
@@ -801,6 +818,8 @@ class Container(_Disposing, Resolver):
         if reg.lifetime == "transient":
             return (await self._construct_async(reg, resolver, path))[0]
         slot, holder = self._where(reg, scope)
+        import asyncio
+
         loop = asyncio.get_running_loop()
         while True:
             self._check_open(scope)
@@ -849,7 +868,7 @@ class Container(_Disposing, Resolver):
                 if _running_loop() is not None:
                     _discard(result)
                     raise _async_in_loop(reg)
-                value, built_async = asyncio.run(_await(result)), True
+                value, built_async = _run(result), True
             else:
                 value, built_async = result, False
         except ContainerError:

@@ -693,15 +693,16 @@ class LayerIndex:
             idx.session[:n] = codes(cols["session"])
             idx.kind[:n] = codes(cols["kind"])
             idx.alive[:n] = True
-            idx.pos = {int(label): i for i, label in enumerate(cols["labels"].tolist())}
-            offsets, tag_codes = cols["tag_offsets"], codes(cols["tag_codes"])
-            for i, label in enumerate(cols["labels"].tolist()):
-                lo, hi = int(offsets[i]), int(offsets[i + 1])
-                if hi > lo:
-                    t = tuple(int(c) for c in tag_codes[lo:hi])
-                    idx.row_tags[label] = t
-                    for c in t:
-                        idx.tags.setdefault(c, set()).add(label)
+            labels = cols["labels"].tolist()
+            idx.pos = dict(zip(labels, range(n)))
+            # Only the rows that have tags are visited (most records have none).
+            offsets, tag_codes = cols["tag_offsets"].tolist(), codes(cols["tag_codes"]).tolist()
+            for i in np.flatnonzero(np.diff(cols["tag_offsets"]) > 0).tolist():
+                label = labels[i]
+                t = tuple(tag_codes[offsets[i] : offsets[i + 1]])
+                idx.row_tags[label] = t
+                for c in t:
+                    idx.tags.setdefault(c, set()).add(label)
             if "graph.hnsw" in meta["files"]:
                 import hnswlib
 
