@@ -35,6 +35,24 @@ def test_reopen_keeps_everything(store_path: Path) -> None:
         assert texts_of(m.search(vector=vecs[9], k=5, tags=["t"])) == before
 
 
+def test_reopen_keeps_tags_of_some_rows(store_path: Path) -> None:
+    # A snapshot with tagged and untagged rows: after reopening, tag filters see exactly
+    # the rows that carry each tag.
+    vecs = unit_vectors(300, dim=16, seed=3)
+    with magray.open(store_path, embedder=None, config=GRAPH) as m:
+        for i in range(300):
+            tags = ["odd"] if i % 2 else []
+            tags += ["tenth"] if i % 10 == 0 else []
+            m.add(f"r{i}", vector=vecs[i], tags=tags)
+        m.wait_ready()
+    with magray.open(store_path, embedder=None, config=GRAPH) as m:
+        odd = m.search(vector=vecs[0], k=300, tags=["odd"])
+        assert sorted(int(t[1:]) for t in texts_of(odd)) == list(range(1, 300, 2))
+        tenth = m.search(vector=vecs[0], k=300, tags=["tenth"])
+        assert sorted(int(t[1:]) for t in texts_of(tenth)) == list(range(0, 300, 10))
+        assert sorted(m.get(h.id).tags for h in tenth)[0] == ("tenth",)
+
+
 def abandon(m) -> None:  # type: ignore[no-untyped-def]
     """Drop a store the way a crash would: no access flush, no index snapshot."""
     m._stop.set()
