@@ -192,6 +192,39 @@ def main() -> None:
                 f"(recall@10 {rec3:.4f}); "
                 f"/ one layer = {p50(three_t) / ours_p50:.2f}x (bar <= 1.5x)"
             )
+            # Where that time goes: the same search with the layers taken one after
+            # another, and raw hnswlib over the three graphs (serially, and on threads
+            # the way magray shares them out).
+            import dataclasses
+            from concurrent.futures import ThreadPoolExecutor
+
+            shared = mem3.config
+            mem3.config = dataclasses.replace(shared, parallel_search=False)
+            serial_t = measure_each(lambda q: mem3.search(vector=q, k=k), queries)
+            mem3.config = shared
+            graphs = [mem3._layers[magray.Layer(name)].graph for name in layers]
+            for g in graphs:
+                g.set_ef(ef)
+            raw3_t = measure_each(
+                lambda q: [g.knn_query(q, k=k, num_threads=1) for g in graphs], queries
+            )
+            pool = ThreadPoolExecutor(max_workers=len(graphs) - 1)
+
+            def raw_shared(q: Any) -> None:
+                rest = [pool.submit(g.knn_query, q, k, 1) for g in graphs[1:]]
+                graphs[0].knn_query(q, k=k, num_threads=1)
+                for f in rest:
+                    f.result()
+
+            raw3p_t = measure_each(raw_shared, queries)
+            pool.shutdown()
+            report(
+                f"search 3 layers, layers one after another: {p50(serial_t) * 1e3:.3f} ms "
+                f"({p50(serial_t) / ours_p50:.2f}x one layer); raw hnswlib over the three "
+                f"graphs at ef={ef}: {p50(raw3_t) * 1e3:.3f} ms serially, "
+                f"{p50(raw3p_t) * 1e3:.3f} ms on threads (one graph of 100k: "
+                f"{p50(raw_t) * 1e3:.3f} ms)"
+            )
 
         # --- chromadb --------------------------------------------------------------------
         if not args.skip_chroma:
