@@ -6,17 +6,7 @@
 #include "magray/hash.hpp"
 
 #if defined(__AVX512F__)
-// Some GCC 12 releases warn spuriously about the uninitialized placeholder operand inside the
-// AVX-512 intrinsic headers (GCC bug 105593); the warning is located in the header itself.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "avx512_intrin.hpp"
 #endif
 
 namespace magray {

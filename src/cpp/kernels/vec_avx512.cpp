@@ -1,17 +1,10 @@
 // AVX-512 float32 kernels (compiled with -mavx512f/bw/vl/dq; chosen at run time).
-#include <immintrin.h>
-
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
 
+#include "avx512_intrin.hpp"
 #include "magray/kernels.hpp"
-
-
-
-
-
-
 
 namespace magray {
 namespace {
