@@ -142,3 +142,20 @@ def test_tuple_batch_hashed_without_the_gil_still_names_a_bad_item() -> None:
         hash128_many(items[:700] + (5,) + items[700:])  # type: ignore[operator]
     with pytest.raises(UnicodeEncodeError):
         hash128_many(items[:900] + ("x\ud800",) + items[900:])
+
+
+def test_str_and_bytes_subclasses_hash_like_their_values() -> None:
+    # Instances of subclasses are stored differently from plain str (not "compact"), so the
+    # batch reader must follow their data pointer.
+    class Name(str):
+        pass
+
+    class Blob(bytes):
+        pass
+
+    items = [Name("plain"), Name("naïve Ωmega 😀" * 20), Blob(b"\x00\x01" * 200), "x"]
+    out = hash128_many(tuple(items * 100))
+    for i, item in enumerate(items * 100):
+        data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        assert out[i].tobytes() == oracle(data)
+        assert hash128(item) == oracle(data)
