@@ -12,7 +12,6 @@ the layers in blocks of 1000, as there); recall@10 is against exact search.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_engine import clustered  # noqa: E402
+from exact_threshold import median_us  # noqa: E402
 
 
 def main() -> None:
@@ -51,14 +51,6 @@ def main() -> None:
     three = [build(rows[layer == i]) for i in range(3)]
     print(f"built in {time.perf_counter() - t0:.1f} s; n={args.n}, k={k}, {len(queries)} queries")
 
-    def p50_us(fn: Any) -> float:
-        times = []
-        for q in queries:
-            t = time.perf_counter()
-            fn(q)
-            times.append(time.perf_counter() - t)
-        return statistics.median(times) * 1e6
-
     def merged(q: Any) -> list[int]:
         cand: list[tuple[float, int]] = []
         for g in three:
@@ -78,8 +70,8 @@ def main() -> None:
             g.set_ef(ef)
         r1 = recall([one.knn_query(q, k=k)[0][0].tolist() for q in queries])
         r3 = recall([merged(q) for q in queries])
-        t1 = p50_us(lambda q: one.knn_query(q, k=k, num_threads=1))
-        t3 = p50_us(lambda q: [g.knn_query(q, k=k, num_threads=1) for g in three])
+        t1 = median_us(lambda q: one.knn_query(q, k=k, num_threads=1), queries)
+        t3 = median_us(lambda q: [g.knn_query(q, k=k, num_threads=1) for g in three], queries)
         print(f"{ef:>4}  {r1:>18.4f} {t1:>6.0f}us   {r3:>21.4f} {t3:>6.0f}us")
 
 
