@@ -70,6 +70,15 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, default=_jsonable) + "\n")
 
 
+def emit_fields(data: dict[str, Any], as_json: bool, width: int = 16) -> None:
+    """A flat mapping as JSON, or as one "key  value" line per field."""
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        click.echo(f"{key:{width}} {value}")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         import base64

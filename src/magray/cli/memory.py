@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from magray.cli.common import Ctx, console, emit_json, json_option
+from magray.cli.common import Ctx, console, emit_fields, emit_json, json_option
 
 LAYERS = ["interact", "insights", "assets"]
 
@@ -415,11 +415,7 @@ def get(ctx: Ctx, id: str, as_json: bool) -> None:
     rec = ctx.app().memory(read_only=True).get(id)
     if rec is None:
         raise NotFoundError(f"no record with id {id}")
-    if as_json:
-        emit_json(_record_json(rec))
-        return
-    for key, value in _record_json(rec).items():
-        click.echo(f"{key:13} {value}")
+    emit_fields(_record_json(rec), as_json, width=13)
 
 
 @memory.command(name="list")

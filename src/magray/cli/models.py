@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from magray.cli.common import emit_json, json_option
+from magray.cli.common import emit_fields, emit_json, json_option
 
 
 @click.group()
@@ -65,11 +65,7 @@ def info(name: str, as_json: bool) -> None:
     from magray.embed import models as m
 
     data = m.info(name)
-    if as_json:
-        emit_json(data)
-        return
-    for key, value in data.items():
-        click.echo(f"{key:16} {value}")
+    emit_fields(data, as_json)
 
 
 @models.command()

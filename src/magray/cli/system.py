@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from magray.cli.common import Ctx, emit_json, json_option
+from magray.cli.common import Ctx, emit_fields, emit_json, json_option
 
 
 def _mb(n: float) -> str:
@@ -409,11 +409,7 @@ def info(ctx: Ctx, as_json: bool) -> None:
         )
     else:
         data["active_provider"] = "none (hash embedder)" if e is not None else "none"
-    if as_json:
-        emit_json(data)
-        return
-    for key, value in data.items():
-        click.echo(f"{key:16} {value}")
+    emit_fields(data, as_json)
 
 
 @gpu.command()

@@ -220,6 +220,8 @@ class ModelSpec:
 
 
 _ST_FILES = ("modules.json", "1_Pooling/config.json", "sentence_bert_config.json")
+# The files of a sentence-transformers repository that ships its ONNX export.
+_ST_ONNX_FILES = ("onnx/model.onnx", "tokenizer.json", *_ST_FILES, "config.json")
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -227,7 +229,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             name="all-MiniLM-L6-v2",
             repo="sentence-transformers/all-MiniLM-L6-v2",
-            files=("onnx/model.onnx", "tokenizer.json", *_ST_FILES, "config.json"),
+            files=_ST_ONNX_FILES,
             dim=384,
             pooling="mean",
             max_length=256,
@@ -239,7 +241,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             name="bge-small-en-v1.5",
             repo="BAAI/bge-small-en-v1.5",
-            files=("onnx/model.onnx", "tokenizer.json", *_ST_FILES, "config.json"),
+            files=_ST_ONNX_FILES,
             dim=384,
             pooling="cls",
             max_length=512,
@@ -252,7 +254,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             name="multilingual-e5-small",
             repo="intfloat/multilingual-e5-small",
-            files=("onnx/model.onnx", "tokenizer.json", *_ST_FILES, "config.json"),
+            files=_ST_ONNX_FILES,
             dim=384,
             pooling="mean",
             max_length=512,
