@@ -10,20 +10,9 @@ import pytest
 from magray.errors import MagrayError
 from magray.resilience import CircuitBreaker, CircuitOpenError, CircuitState, retry
 
+from .fakes import FakeClock
+
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeSleep:
@@ -81,7 +70,7 @@ def run_in_thread(target: Callable[[], None], timeout: float = 5.0) -> None:
 
 
 def test_starts_closed_and_passes_calls_and_arguments() -> None:
-    cb = make(FakeClock())
+    cb = make(FakeClock(1000.0))
     assert cb.state is CLOSED
     assert cb.allow() is True
     assert cb.call(lambda a, b=0: a + b, 2, b=3) == 5
@@ -89,7 +78,7 @@ def test_starts_closed_and_passes_calls_and_arguments() -> None:
 
 
 def test_opens_after_threshold_consecutive_failures() -> None:
-    cb = make(FakeClock(), failure_threshold=3)
+    cb = make(FakeClock(1000.0), failure_threshold=3)
     trip(cb, 2)
     assert cb.state is CLOSED
     assert cb.stats()["consecutive_failures"] == 2
@@ -99,13 +88,13 @@ def test_opens_after_threshold_consecutive_failures() -> None:
 
 
 def test_threshold_one_opens_on_first_failure() -> None:
-    cb = make(FakeClock(), failure_threshold=1)
+    cb = make(FakeClock(1000.0), failure_threshold=1)
     cb.record_failure("x")
     assert cb.state is OPEN
 
 
 def test_success_in_between_resets_the_count() -> None:
-    cb = make(FakeClock(), failure_threshold=3)
+    cb = make(FakeClock(1000.0), failure_threshold=3)
     trip(cb, 2)
     assert cb.call(lambda: "ok") == "ok"
     assert cb.stats()["consecutive_failures"] == 0
@@ -116,7 +105,7 @@ def test_success_in_between_resets_the_count() -> None:
 
 
 def test_record_success_resets_the_count_too() -> None:
-    cb = make(FakeClock(), failure_threshold=2)
+    cb = make(FakeClock(1000.0), failure_threshold=2)
     cb.record_failure(Boom("a"))
     cb.record_success()
     cb.record_failure(Boom("b"))
@@ -126,7 +115,7 @@ def test_record_success_resets_the_count_too() -> None:
 
 
 def test_open_rejects_without_calling_and_reports_retry_after() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, reset_timeout=10.0)
     trip(cb, 3)
     clock.advance(4.0)
@@ -151,7 +140,7 @@ def test_circuit_open_error_survives_pickling() -> None:
 
 
 def test_half_open_after_cool_down_exactly() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, reset_timeout=10.0)
     trip(cb, 3)
     clock.advance(9.999)
@@ -163,7 +152,7 @@ def test_half_open_after_cool_down_exactly() -> None:
 
 
 def test_half_open_allows_exactly_one_trial() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -175,7 +164,7 @@ def test_half_open_allows_exactly_one_trial() -> None:
 
 
 def test_half_open_call_rejected_while_trial_runs() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -187,7 +176,7 @@ def test_half_open_call_rejected_while_trial_runs() -> None:
 
 
 def test_trial_success_closes() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -198,7 +187,7 @@ def test_trial_success_closes() -> None:
 
 
 def test_trial_via_allow_and_record_success_closes() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -208,7 +197,7 @@ def test_trial_via_allow_and_record_success_closes() -> None:
 
 
 def test_trial_failure_reopens_with_fresh_cool_down() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, reset_timeout=10.0)
     trip(cb, 3)
     clock.advance(25.0)  # long past the first cool-down
@@ -225,7 +214,7 @@ def test_trial_failure_reopens_with_fresh_cool_down() -> None:
 
 
 def test_half_open_single_trial_with_real_threads() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -251,7 +240,7 @@ def test_half_open_single_trial_with_real_threads() -> None:
 
 
 def test_half_open_call_with_real_threads_runs_one_trial() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -290,7 +279,7 @@ def test_half_open_call_with_real_threads_runs_one_trial() -> None:
 
 
 def test_interrupted_trial_gives_the_permit_back() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -306,7 +295,7 @@ def test_interrupted_trial_gives_the_permit_back() -> None:
 
 
 def test_failure_while_open_does_not_extend_cool_down() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, reset_timeout=10.0)
     trip(cb, 3)
     clock.advance(5.0)
@@ -318,7 +307,7 @@ def test_failure_while_open_does_not_extend_cool_down() -> None:
 
 
 def test_zero_reset_timeout_goes_half_open_at_once() -> None:
-    cb = make(FakeClock(), failure_threshold=1, reset_timeout=0.0)
+    cb = make(FakeClock(1000.0), failure_threshold=1, reset_timeout=0.0)
     cb.record_failure("x")
     assert cb.state is HALF_OPEN
     assert cb.allow() is True
@@ -329,7 +318,7 @@ def test_zero_reset_timeout_goes_half_open_at_once() -> None:
 
 
 def test_slow_call_returns_value_but_counts_as_failure() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, failure_threshold=2, call_timeout=1.0)
 
     def slow() -> str:
@@ -347,7 +336,7 @@ def test_slow_call_returns_value_but_counts_as_failure() -> None:
 
 
 def test_call_within_timeout_is_a_success() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, failure_threshold=1, call_timeout=1.0)
 
     def quick() -> int:
@@ -360,7 +349,7 @@ def test_call_within_timeout_is_a_success() -> None:
 
 
 def test_slow_trial_reopens() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, call_timeout=1.0)
     trip(cb, 3)
     clock.advance(10.0)
@@ -374,7 +363,7 @@ def test_slow_trial_reopens() -> None:
 
 
 def test_no_call_timeout_never_counts_slowness() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, failure_threshold=1)
 
     def very_slow() -> None:
@@ -388,7 +377,7 @@ def test_no_call_timeout_never_counts_slowness() -> None:
 
 
 def test_on_state_change_gets_each_transition_once() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     changes: list[tuple[CircuitState, CircuitState]] = []
     cb = make(clock, changes)
     trip(cb, 3)
@@ -413,7 +402,7 @@ def test_on_state_change_gets_each_transition_once() -> None:
 
 
 def test_callback_and_fn_run_without_the_lock() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     seen: list[str] = []
     cb: CircuitBreaker
 
@@ -438,7 +427,7 @@ def test_failing_callback_does_not_break_the_breaker(caplog: pytest.LogCaptureFi
     def bad(old: CircuitState, new: CircuitState) -> None:
         raise ValueError("observer bug")
 
-    cb = CircuitBreaker("gpu", failure_threshold=1, clock=FakeClock(), on_state_change=bad)
+    cb = CircuitBreaker("gpu", failure_threshold=1, clock=FakeClock(1000.0), on_state_change=bad)
     with pytest.raises(Boom):
         cb.call(fail)  # the caller sees its own error, not the observer's
     assert cb.state is OPEN
@@ -495,7 +484,7 @@ def test_stats_contents() -> None:
 
 
 def test_last_error_text_of_exceptions() -> None:
-    cb = make(FakeClock(), failure_threshold=99)
+    cb = make(FakeClock(1000.0), failure_threshold=99)
     cb.record_failure(Boom("device lost"))
     assert cb.stats()["last_error"] == "Boom: device lost"
     cb.record_failure(TimeoutError())
@@ -503,7 +492,7 @@ def test_last_error_text_of_exceptions() -> None:
 
 
 def test_reset_closes_and_keeps_lifetime_counters() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     changes: list[tuple[CircuitState, CircuitState]] = []
     cb = make(clock, changes)
     trip(cb, 3)
@@ -524,7 +513,7 @@ def test_reset_closes_and_keeps_lifetime_counters() -> None:
 
 
 def test_reset_during_half_open_trial_frees_the_permit() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock)
     trip(cb, 3)
     clock.advance(10.0)
@@ -688,7 +677,7 @@ def test_retry_with_real_sleep_is_short() -> None:
 
 
 def test_retry_through_a_breaker() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cb = make(clock, failure_threshold=2, reset_timeout=10.0)
     sleep = FakeSleep()
     fn = Flaky(OSError("1"), OSError("2"), OSError("3"))

@@ -11,6 +11,8 @@ import pytest
 from magray.embed.onnx import ModelLoadError, OnnxEmbedder
 from magray.resilience import CircuitBreaker, CircuitState
 
+from ..fakes import FakeClock
+
 
 @pytest.fixture(scope="module")
 def cpu(minilm_dir: Path) -> OnnxEmbedder:
@@ -99,14 +101,6 @@ class FakeGpu:
         return out
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def gpu_embedder(
     minilm_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -167,7 +161,7 @@ def test_breaker_trips_mid_batch_without_losing_or_duplicating_text(
 def test_breaker_states_with_a_fake_clock(
     minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     breaker = CircuitBreaker("gpu", failure_threshold=3, reset_timeout=60.0, clock=clock)
     e, gpu, _ = gpu_embedder(
         minilm_dir, monkeypatch, {"fail_calls": {1, 2, 3, 5}}, breaker, batch_size=40

@@ -9,18 +9,9 @@ import pytest
 
 import magray
 
+from ..fakes import FakeClock
 
-class FakeClock:
-    """Unix seconds that only move when told to."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+__all__ = ["FakeClock", "unit_vectors"]
 
 
 @pytest.fixture

@@ -1,0 +1,16 @@
+"""Test doubles shared by several test modules."""
+
+from __future__ import annotations
+
+
+class FakeClock:
+    """Unix seconds that only move when told to."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
