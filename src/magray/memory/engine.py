@@ -16,9 +16,11 @@ rebuilt from the store, whenever they are missing, stale or damaged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -81,18 +83,13 @@ def resolve_embedder(embedder: Any) -> Embedder | None:
     return load_embedder(embedder)
 
 
-_CPUS: int | None = None
-
-
+@functools.cache
 def _cpus() -> int:
     """CPUs this process may run on (its affinity, not the machine's count), read once."""
-    global _CPUS
-    if _CPUS is None:
-        try:
-            _CPUS = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            _CPUS = os.cpu_count() or 1
-    return _CPUS
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class _Pending:
@@ -1046,8 +1043,6 @@ class Memory:
         graphs = sum(1 for layer in jobs if self._layers[layer].graph is not None)
         if graphs < 2 or not self.config.parallel_search or _cpus() < 2:
             return [(layer, self._layers[layer].search(q, k, flt)) for layer in jobs]
-        import queue
-
         todo = jobs[::-1]  # list.pop() is atomic: each layer is taken exactly once
         done: queue.SimpleQueue[tuple[Layer, Any, BaseException | None]] = queue.SimpleQueue()
 
