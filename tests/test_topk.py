@@ -10,9 +10,10 @@ from magray.kernels import topk
 
 def ref_scores(q: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     q64, b64 = q.astype(np.float64), b.astype(np.float64)
-    if metric == "l2":
-        return ((q64[:, None, :] - b64[None, :, :]) ** 2).sum(-1)
     s = q64 @ b64.T
+    if metric == "l2":
+        # The expansion, not a (q, n, d) difference tensor: exact on small integers.
+        return (q64**2).sum(1)[:, None] - 2 * s + (b64**2).sum(1)[None, :]
     if metric == "cosine":
         qn = np.linalg.norm(q64, axis=1)[:, None]
         bn = np.linalg.norm(b64, axis=1)[None, :]
@@ -113,6 +114,41 @@ def test_ids_restrict_the_search(
         np.testing.assert_array_equal(idx, ref_topk(ref, kk, metric, np.sort(ids)))
 
 
+@given(
+    d=st.sampled_from([64, 128, 192, 256, 320, 384]),
+    nb=st.integers(0, 150),
+    nq=st.integers(1, 3),
+    k=st.integers(1, 40),
+    metric=st.sampled_from(["cosine", "dot", "l2"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_query_held_in_registers(
+    isa: str, d: int, nb: int, nq: int, k: int, metric: str, seed: int
+) -> None:
+    # Multiples of 64 up to 384 take the one-query kernel that keeps the query in vector
+    # registers (AVX-512); every row-count tail, with ties, zero rows and a huge row.
+    rng = np.random.default_rng(seed)
+    b = rng.integers(-2, 3, size=(nb, d)).astype(np.float32)
+    q = rng.integers(-2, 3, size=(nq, d)).astype(np.float32)
+    if nb > 3:
+        b[rng.integers(nb)] = 0.0
+        b[rng.integers(nb)] = b[rng.integers(nb)]
+        if metric == "cosine":
+            b[rng.integers(nb)] = 3e19  # |row|^2 overflows float32: the careful path
+    idx, sc = topk(q, b, k, metric=metric)
+    ref = ref_scores(q, b, metric)
+    kk = min(k, nb)
+    assert idx.shape == (nq, kk)
+    if metric == "cosine":
+        for i in range(nq):
+            best = -np.sort(-ref[i])[:kk]
+            np.testing.assert_allclose(sc[i], best, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(ref[i][idx[i]], best, rtol=1e-5, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(idx, ref_topk(ref, kk, metric, np.arange(nb)))
+        np.testing.assert_array_equal(sc, np.take_along_axis(ref, idx, 1).astype(np.float32))
+
+
 @pytest.mark.parametrize("nb", list(range(0, 70)) + [511, 512, 513, 1000])
 def test_every_row_count_tail(isa: str, nb: int) -> None:
     rng = np.random.default_rng(nb)
@@ -175,11 +211,12 @@ def test_empty_inputs() -> None:
     assert idx.shape == (2, 0)
 
 
+@pytest.mark.parametrize("d", [8, 128])
 @pytest.mark.parametrize("where", ["queries", "base"])
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_nan_is_reported(isa: str, where: str, metric: str) -> None:
-    q = np.ones((3, 8), np.float32)
-    b = np.ones((40, 8), np.float32)
+def test_nan_is_reported(isa: str, where: str, metric: str, d: int) -> None:
+    q = np.ones((3, d), np.float32)
+    b = np.ones((40, d), np.float32)
     (q if where == "queries" else b)[2, 5] = np.nan
     with pytest.raises(ValueError, match=f"row 2 of {where} contains NaN or Inf"):
         topk(q, b, 4, metric=metric)
@@ -209,19 +246,21 @@ def test_bad_arguments_name_the_fix() -> None:
         topk(np.ones((2, 0), np.float32), np.ones((3, 0), np.float32), 1)
 
 
+@pytest.mark.parametrize("d", [24, 384])
 @pytest.mark.parametrize("metric", ["dot", "l2", "cosine"])
-def test_few_queries_over_many_tiles(isa: str, metric: str) -> None:
+def test_few_queries_over_many_tiles(isa: str, metric: str, d: int) -> None:
     # 20k rows span several tiles of the few-query path, whose in-kernel filter uses the
     # threshold reached by earlier tiles: late winners, ties across tiles, and rows that
-    # need the careful norm (zero and huge rows) must all come out right.
+    # need the careful norm (zero and huge rows) must all come out right. d = 384 takes the
+    # kernel that holds the query in registers.
     rng = np.random.default_rng(5)
-    b = rng.integers(-3, 4, size=(20_000, 24)).astype(np.float32)
+    b = rng.integers(-3, 4, size=(20_000, d)).astype(np.float32)
     b[19_990] = b[3]  # a tie across tiles: the lower row wins
     b[12_345] = 0.0
     if metric == "cosine":
         b[17_000] = 1e20  # its squared norm overflows float32; cosine must still be right
     for nq in (1, 3):
-        q = rng.integers(-3, 4, size=(nq, 24)).astype(np.float32)
+        q = rng.integers(-3, 4, size=(nq, d)).astype(np.float32)
         q[0] = b[19_999] if metric != "l2" else b[19_999] + 0.5  # the best rows come last
         idx, sc = topk(q, b, 12, metric=metric)
         ref = ref_scores(q.astype(np.float64), b.astype(np.float64), metric)

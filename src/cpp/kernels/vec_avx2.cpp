@@ -7,12 +7,6 @@
 
 #include "magray/kernels.hpp"
 
-
-
-
-
-
-
 namespace magray {
 namespace {
 
@@ -24,6 +18,7 @@ alignas(32) const int32_t kMaskWindow[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 
 struct S {
     using V = __m256;
     static constexpr size_t W = 8;
+    static constexpr size_t kRegisters = 16;
     static constexpr size_t NR = 4;  // rows per step of the one-query kernels
     static constexpr size_t R = 6;  // 12 accumulators + 2 query vectors + 1 broadcast <= 16
     static inline __m256i mask(size_t n) {
