@@ -137,11 +137,11 @@ def test_ids_restrict_the_search(
     metric=st.sampled_from(["cosine", "dot", "l2"]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_query_held_in_registers(
+def test_one_query_on_embedding_widths(
     isa: str, d: int, nb: int, nq: int, k: int, metric: str, seed: int
 ) -> None:
-    # Multiples of 64 up to 384 take the one-query kernel that keeps the query in vector
-    # registers (AVX-512); every row-count tail, with ties, zero rows and a huge row.
+    # The one-query scan at the widths embedding models use (whole steps of the row loop,
+    # no tail): every row-count tail, with ties, zero rows and a row whose norm overflows.
     rng = np.random.default_rng(seed)
     b = rng.integers(-2, 3, size=(nb, d)).astype(np.float32)
     q = rng.integers(-2, 3, size=(nq, d)).astype(np.float32)
@@ -259,8 +259,8 @@ def test_bad_arguments_name_the_fix() -> None:
 def test_few_queries_over_many_tiles(isa: str, metric: str, d: int) -> None:
     # 20k rows span several tiles of the few-query path, whose in-kernel filter uses the
     # threshold reached by earlier tiles: late winners, ties across tiles, and rows that
-    # need the careful norm (zero and huge rows) must all come out right. d = 384 takes the
-    # kernel that holds the query in registers.
+    # need the careful norm (zero and huge rows) must all come out right, both with a row
+    # tail (d = 24) and without (d = 384).
     rng = np.random.default_rng(5)
     b = rng.integers(-3, 4, size=(20_000, d)).astype(np.float32)
     b[19_990] = b[3]  # a tie across tiles: the lower row wins

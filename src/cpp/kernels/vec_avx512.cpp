@@ -14,7 +14,6 @@ constexpr Isa kIsa = Isa::avx512;
 struct S {
     using V = __m512;
     static constexpr size_t W = 16;
-    static constexpr size_t kRegisters = 32;
     static constexpr size_t NR = 8;  // rows per step of the one-query kernels
     static constexpr size_t R = 12;  // 24 accumulators + 2 query vectors + 1 broadcast <= 32
     static inline __mmask16 mask(size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }

@@ -63,6 +63,10 @@ const VecKernels& vec_kernels_scalar();
 #if defined(MAGRAY_X86)
 const VecKernels& vec_kernels_avx2();
 const VecKernels& vec_kernels_avx512();
+// The one-query scan of both x86 tables (vec_avx2.cpp): bound by memory, it is faster
+// with 256-bit vectors than with 512-bit ones on the machines measured.
+uint64_t one_query_keys_256(const float* q, const float* B, size_t nb, size_t d, Metric metric,
+                            float qs, float thr, float* keys, uint64_t* masks);
 #endif
 
 // The active table: best_isa() unless MAGRAY_FORCE_ISA names another (read once).
