@@ -132,24 +132,33 @@ public:
     // bytes, a legacy str, or a lone surrogate), or n. Calls no Python API.
     size_t run(PyObject* const* objs, size_t i, size_t n, uint8_t* out) {
         constexpr size_t kAhead = 32;
+        constexpr size_t kMid = kAhead / 2;
         constexpr size_t kLines = 8;
         constexpr size_t kMaxPrefetch = 4096;
+        // Each object is peeked once, kMid items ahead, and its Item kept until its turn.
+        Item items[kMid];
+        bool ok[kMid];
+        for (size_t j = i; j < i + kMid && j < n; ++j) ok[j % kMid] = peek(objs[j], items[j % kMid]);
         for (; i < n; ++i) {
             if (i + kAhead < n) {
                 const char* ahead = reinterpret_cast<const char*>(objs[i + kAhead]);
                 for (size_t line = 0; line < kLines; ++line) __builtin_prefetch(ahead + 64 * line);
             }
+            const Item it = items[i % kMid];
+            if (!ok[i % kMid]) return i;
             // Half as far ahead the header has arrived: a long object gets its other lines.
-            Item mid;
-            if (i + kAhead / 2 < n && peek(objs[i + kAhead / 2], mid)) {
-                const char* obj = reinterpret_cast<const char*>(objs[i + kAhead / 2]);
+            if (i + kMid < n) {
+                Item& mid = items[i % kMid];
+                const bool mid_ok = peek(objs[i + kMid], mid);
+                ok[i % kMid] = mid_ok;
+                const char* obj = reinterpret_cast<const char*>(objs[i + kMid]);
                 const char* end = static_cast<const char*>(mid.data) +
                                   mid.len * static_cast<size_t>(mid.width ? mid.width : 1);
-                for (const char* p = obj + 64 * kLines; p < end && p < obj + kMaxPrefetch; p += 64)
-                    __builtin_prefetch(p);
+                if (mid_ok)
+                    for (const char* p = obj + 64 * kLines; p < end && p < obj + kMaxPrefetch; p += 64)
+                        __builtin_prefetch(p);
             }
-            Item it;
-            if (!peek(objs[i], it) || !hash(it, out + 16 * i)) return i;
+            if (!hash(it, out + 16 * i)) return i;
         }
         return n;
     }
