@@ -112,8 +112,8 @@ inline void row_partials(const float* q, const float* b, size_t d, typename S::V
 }
 
 // Keys for the rows of one group and their candidate bits, as VecKernels::one_query_keys
-// defines them. The loops run over the whole group (lanes past g hold stale values and are dropped), so
-// that the compiler vectorises the square roots and divisions.
+// defines them. The loops run over the whole group (lanes past g hold stale values and are
+// dropped), so that the compiler vectorises the square roots and divisions.
 template <bool L2, bool NORM>
 inline uint64_t group_keys(const float* dots, const float* sqs, size_t g, float qs, float thr,
                            float* keys) {
