@@ -1,4 +1,5 @@
-// AVX-512 float32 kernels (compiled with -mavx512f/bw/vl/dq; chosen at run time).
+// AVX-512 float32 kernels (compiled with -mavx512f/bw/vl/dq; chosen at run time). The
+// one-query top-k scan is the 256-bit one from vec_avx2.cpp (see there for why).
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
