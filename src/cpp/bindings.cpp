@@ -149,14 +149,14 @@ public:
             // Half as far ahead the header has arrived: a long object gets its other lines.
             if (i + kMid < n) {
                 Item& mid = items[i % kMid];
-                const bool mid_ok = peek(objs[i + kMid], mid);
-                ok[i % kMid] = mid_ok;
-                const char* obj = reinterpret_cast<const char*>(objs[i + kMid]);
-                const char* end = static_cast<const char*>(mid.data) +
-                                  mid.len * static_cast<size_t>(mid.width ? mid.width : 1);
-                if (mid_ok)
+                ok[i % kMid] = peek(objs[i + kMid], mid);
+                if (ok[i % kMid]) {
+                    const char* obj = reinterpret_cast<const char*>(objs[i + kMid]);
+                    const char* end = static_cast<const char*>(mid.data) +
+                                      mid.len * static_cast<size_t>(mid.width ? mid.width : 1);
                     for (const char* p = obj + 64 * kLines; p < end && p < obj + kMaxPrefetch; p += 64)
                         __builtin_prefetch(p);
+                }
             }
             if (!hash(it, out + 16 * i)) return i;
         }

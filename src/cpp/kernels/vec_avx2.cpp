@@ -75,11 +75,6 @@ struct S {
 // against the caller's threshold while the next rows are still arriving.
 constexpr size_t kGroup = 16;
 
-inline void prefetch_ahead(const float* p, size_t bytes) {
-    const char* ahead = reinterpret_cast<const char*>(p) + kPrefetchBytes;
-    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(ahead + off);
-}
-
 template <bool L2, bool NORM>
 inline void row_partials(const float* q, const float* b, size_t d, typename S::V& dot,
                          typename S::V& norm) {
@@ -145,11 +140,8 @@ uint64_t one_query_impl(const float* q, const float* B, size_t nb, size_t d, flo
     uint64_t any = 0;
     for (size_t j0 = 0; j0 < nb; j0 += kGroup) {
         const size_t g = nb - j0 < kGroup ? nb - j0 : kGroup;
-        for (size_t r = 0; r < g; ++r) {
-            // Lines past the end of the array are prefetched, never read: a prefetch does
-            // not fault.
+        for (size_t r = 0; r < g; ++r)
             row_partials<L2, NORM>(q, B + (j0 + r) * d, d, part[r], partn[r]);
-        }
         S::reduce_many(part, g, dots);
         if (NORM) S::reduce_many(partn, g, sqs);
         // Scoring and filtering ride along while the next rows are still on their way.
