@@ -61,6 +61,46 @@ def test_fingerprint_tracks_what_changes_vectors(
     assert changed.max_length == 128 and changed.fingerprint != cpu.fingerprint
 
 
+def test_settings_come_from_the_install_manifest(
+    minilm_dir: Path, tmp_path: Path, cpu: OnnxEmbedder
+) -> None:
+    # A pulled model's manifest records its spec (pooling, prefixes); the embedder must use
+    # it even where the model's own files say otherwise or say nothing (no 1_Pooling, as
+    # with last-token models).
+    model = tmp_path / "m"
+    model.mkdir()
+    for f in minilm_dir.iterdir():
+        if f.is_file():
+            (model / f.name).symlink_to(f)
+    spec = {
+        "dim": 384,
+        "pooling": "cls",
+        "max_length": 128,
+        "normalize": True,
+        "query_prefix": "query: ",
+        "document_prefix": "passage: ",
+    }
+    (model / "magray-model.json").write_text(
+        json.dumps({"files": {}, "spec": spec, "onnx": "model.onnx"})
+    )
+    e = OnnxEmbedder(model, device="cpu")
+    assert (e.pooling, e.max_length, e.query_prefix, e.document_prefix) == (
+        "cls",
+        128,
+        "query: ",
+        "passage: ",
+    )
+    assert e.fingerprint != cpu.fingerprint
+    explicit = OnnxEmbedder(model, device="cpu", query_prefix="", document_prefix="")
+    assert explicit.query_prefix == "" and explicit.document_prefix == ""
+    text = "where is the deploy key"
+    # The prefixes are applied...
+    np.testing.assert_allclose(e.embed([text]), explicit.embed(["passage: " + text]), atol=1e-6)
+    np.testing.assert_allclose(e.embed_query([text]), explicit.embed(["query: " + text]), atol=1e-6)
+    # ...and the pooling is the manifest's CLS, not the mean that 1_Pooling/ would give.
+    assert np.abs(e.embed([text]) - cpu.embed(["passage: " + text])).max() > 1e-2
+
+
 def test_bad_model_directories(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         OnnxEmbedder(tmp_path / "nope")

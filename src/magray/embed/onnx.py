@@ -24,8 +24,6 @@ and CPU arena on (batches repeat their shapes), and ORT's own logging at errors 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -51,77 +49,24 @@ class ModelLoadError(MagrayError):
     """A model directory that cannot be used (missing files, unreadable ONNX)."""
 
 
-def find_onnx(model_dir: Path) -> Path:
-    for rel in ("model.onnx", "onnx/model.onnx"):
-        if (model_dir / rel).is_file():
-            return model_dir / rel
-    raise ModelLoadError(
-        f"{model_dir} has no model.onnx or onnx/model.onnx; pass a model directory in the "
-        "Hugging Face layout, or get one with `magray models pull NAME`"
-    )
+def weights_sha256(model_dir: Path, rel: str) -> str:
+    """The sha256 of the graph ``model_dir / rel``: from the install manifest or SHA256SUMS
+    when they list it (at its current size), else computed."""
+    from magray.embed.models import MANIFEST, _read_json, _sha256_file
 
-
-def read_layout(model_dir: Path) -> dict[str, Any]:
-    """Pooling, maximum length and normalisation from the sentence-transformers files."""
-    pooling, normalize, max_length = "mean", True, None
-    modules_path = model_dir / "modules.json"
-    pool_dir = model_dir / "1_Pooling"
-    if modules_path.is_file():
-        modules = json.loads(modules_path.read_text())
-        types = [m.get("type", "") for m in modules]
-        normalize = any(t.endswith("Normalize") for t in types)
-        for m in modules:
-            if m.get("type", "").endswith("Pooling") and m.get("path"):
-                pool_dir = model_dir / m["path"]
-    pool_cfg = pool_dir / "config.json"
-    if pool_cfg.is_file():
-        cfg = json.loads(pool_cfg.read_text())
-        if cfg.get("pooling_mode_cls_token"):
-            pooling = "cls"
-        elif cfg.get("pooling_mode_lasttoken"):
-            pooling = "last_token"
-        elif cfg.get("pooling_mode_mean_tokens", True):
-            pooling = "mean"
-    sbert = model_dir / "sentence_bert_config.json"
-    if sbert.is_file():
-        max_length = json.loads(sbert.read_text()).get("max_seq_length")
-    if max_length is None:
-        for name in ("tokenizer_config.json", "config.json"):
-            p = model_dir / name
-            if p.is_file():
-                cfg = json.loads(p.read_text())
-                value = cfg.get("model_max_length") or cfg.get("max_position_embeddings")
-                if isinstance(value, int) and value < 1_000_000:
-                    max_length = value
-                    break
-    return {"pooling": pooling, "normalize": normalize, "max_length": int(max_length or 512)}
-
-
-def weights_sha256(onnx_path: Path) -> str:
-    """The weights' sha256: from the install manifest or SHA256SUMS when they list it, else
-    computed (streamed)."""
-    root = onnx_path.parent if onnx_path.parent.name != "onnx" else onnx_path.parent.parent
-    rel = str(onnx_path.relative_to(root))
-    manifest = root / "magray-model.json"
-    if manifest.is_file():
-        try:
-            files = json.loads(manifest.read_text()).get("files", {})
-            entry = files.get(rel) if isinstance(files, dict) else None
-            if isinstance(entry, dict) and entry.get("size") == onnx_path.stat().st_size:
-                return str(entry["sha256"])
-        except (ValueError, OSError, KeyError):
-            pass
-    sums = root / "SHA256SUMS"
+    onnx_path = model_dir / rel
+    manifest = _read_json(model_dir / MANIFEST)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    entry = files.get(rel) if isinstance(files, dict) else None
+    if isinstance(entry, dict) and entry.get("size") == onnx_path.stat().st_size:
+        return str(entry["sha256"])
+    sums = model_dir / "SHA256SUMS"
     if sums.is_file():
         for line in sums.read_text().splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[1].lstrip("*") in (rel, onnx_path.name):
                 return parts[0]
-    h = hashlib.sha256()
-    with open(onnx_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return _sha256_file(onnx_path)
 
 
 def _tensorrt_present() -> bool:
@@ -169,8 +114,8 @@ class OnnxEmbedder:
         device: str = "auto",
         batch_size: int = 32,
         threads: int | None = None,
-        query_prefix: str = "",
-        document_prefix: str = "",
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
         breaker: Any = None,
         session_factory: SessionFactory | None = None,
     ) -> None:
@@ -178,20 +123,33 @@ class OnnxEmbedder:
             raise InvalidInputError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        from magray.embed.models import _find_onnx, model_settings
+
         self.model_dir = Path(model_dir).expanduser()
         if not self.model_dir.is_dir():
             raise ModelLoadError(f"model directory {self.model_dir} does not exist")
-        self.onnx_path = find_onnx(self.model_dir)
+        if _find_onnx(self.model_dir) is None:
+            raise ModelLoadError(
+                f"{self.model_dir} has no model.onnx or onnx/model.onnx; pass a model directory"
+                " in the Hugging Face layout, or get one with `magray models pull NAME`"
+            )
         tok_path = self.model_dir / "tokenizer.json"
         if not tok_path.is_file():
             raise ModelLoadError(f"{self.model_dir} has no tokenizer.json; the model needs one")
-        layout = read_layout(self.model_dir)
-        self.pooling: str = layout["pooling"]
-        self.normalize: bool = layout["normalize"]
-        self.max_length: int = layout["max_length"]
+        # The install manifest's settings when there is one (a pulled model's spec: its
+        # pooling, prefixes, ...), else what the sentence-transformers files say.
+        settings = model_settings(self.model_dir)
+        self.onnx_path = self.model_dir / settings["onnx"]
+        self.pooling: str = settings["pooling"]
+        self.normalize: bool = settings["normalize"]
+        self.max_length: int = settings["max_length"]
         self.batch_size = batch_size
-        self.query_prefix = query_prefix
-        self.document_prefix = document_prefix
+        self.query_prefix: str = (
+            settings.get("query_prefix") or "" if query_prefix is None else query_prefix
+        )
+        self.document_prefix: str = (
+            settings.get("document_prefix") or "" if document_prefix is None else document_prefix
+        )
         self._name = name or self.model_dir.name
 
         from tokenizers import Tokenizer
@@ -230,9 +188,10 @@ class OnnxEmbedder:
         shape = out[0].shape
         self._dim = int(shape[-1]) if isinstance(shape[-1], int) else 0
         self._sentence_output = len(shape) == 2
-        self._sha = weights_sha256(self.onnx_path)
+        self._sha = weights_sha256(self.model_dir, settings["onnx"])
         if not self._dim:
-            self._dim = int(self._run_session(session, ["probe"]).shape[1])
+            probe = self._tokenizer.encode_batch(["probe"])
+            self._dim = int(self._run_session(session, probe).shape[1])
         spec = (
             f"{self._name}|{self._sha}|pooling={self.pooling}|max_length={self.max_length}|"
             f"normalize={self.normalize}|prefixes={self.query_prefix!r},{self.document_prefix!r}"
@@ -365,10 +324,8 @@ class OnnxEmbedder:
             pooled = np.ascontiguousarray(hidden[np.arange(len(hidden)), last, :])
         return l2_normalize(pooled) if self.normalize else pooled
 
-    def _run_session(self, session: Any, encodings_or_texts: Any) -> np.ndarray:
-        if encodings_or_texts and isinstance(encodings_or_texts[0], str):
-            encodings_or_texts = self._tokenizer.encode_batch(list(encodings_or_texts))
-        feeds = self._feeds(encodings_or_texts)
+    def _run_session(self, session: Any, encodings: list[Any]) -> np.ndarray:
+        feeds = self._feeds(encodings)
         hidden = session.run([self._output], feeds)[0]
         return self._pool(hidden, feeds["attention_mask"])
 

@@ -26,13 +26,12 @@ RETRY_AFTER_S = 600  # seconds before "auto" tries a failed model download again
 _warned = False
 
 
-def _onnx(path: Path, opts: dict[str, Any], name: str | None = None, spec: Any = None) -> Embedder:
+def _onnx(path: Path, opts: dict[str, Any], name: str | None = None) -> Embedder:
+    """The ONNX embedder of a model directory; it reads its own settings (pooling, prefixes,
+    ...) from the install manifest or the model's files."""
     from magray.embed.onnx import OnnxEmbedder
 
-    kwargs: dict[str, Any] = dict(opts)
-    if spec is not None:
-        kwargs.update(query_prefix=spec.query_prefix, document_prefix=spec.document_prefix)
-    return OnnxEmbedder(path, name=name, **kwargs)
+    return OnnxEmbedder(path, name=name, **opts)
 
 
 def _hash_fallback(reason: str) -> Embedder:
@@ -91,7 +90,7 @@ def load_embedder(
                 f"model {text} is not installed; run `magray models pull {text}` "
                 "(or use embedder='auto' to fall back to the hash embedder)"
             )
-        return _onnx(found, opts, text, models.REGISTRY[text])
+        return _onnx(found, opts, text)
     imported = models.installed(text)
     if imported is not None:
         return _onnx(imported, opts, text)
@@ -111,8 +110,7 @@ def _auto(configured: str | None, download: bool, opts: dict[str, Any]) -> Embed
         path = Path(configured).expanduser()
     if path is not None:
         try:
-            spec = models.REGISTRY.get(name)
-            return _onnx(path, opts, name if name in models.REGISTRY else None, spec)
+            return _onnx(path, opts, name if name in models.REGISTRY else None)
         except MagrayError as exc:
             return _hash_fallback(f"model {name} could not be loaded ({exc})")
     if not download:
@@ -140,4 +138,4 @@ def _auto(configured: str | None, download: bool, opts: dict[str, Any]) -> Embed
             pass
         return _hash_fallback(f"model {name} is not installed and could not be downloaded")
     marker.unlink(missing_ok=True)
-    return _onnx(path, opts, name, models.REGISTRY.get(name))
+    return _onnx(path, opts, name)
