@@ -330,21 +330,16 @@ class OnnxEmbedder:
         return self._pool(hidden, feeds["attention_mask"])
 
     def _infer(self, encodings: list[Any]) -> np.ndarray:
-        if self._gpu is not None and self.breaker.allow():
-            try:
-                import time
+        if self._gpu is not None:
+            from magray.resilience import CircuitOpenError
 
-                t0 = time.monotonic()
-                out = self._gpu_run(encodings)
-                took = time.monotonic() - t0
-                timeout = getattr(self.breaker, "call_timeout", None)
-                if timeout is not None and took > timeout:
-                    self.breaker.record_failure(f"GPU call took {took:.2f} s (> {timeout} s)")
-                else:
-                    self.breaker.record_success()
-                return out
+            try:
+                # The breaker admits the call, times it by its own clock and records the
+                # verdict (a call over its call_timeout counts as a failure).
+                return self.breaker.call(self._gpu_run, encodings)
+            except CircuitOpenError:
+                pass
             except Exception as exc:
-                self.breaker.record_failure(exc)
                 log.warning("GPU inference failed (%s); this batch runs on the CPU", exc)
         return self._run_session(self._cpu_session(), encodings)
 
