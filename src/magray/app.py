@@ -84,16 +84,23 @@ def build_container(
         rm = ResourceManager(interval=5.0, rss_limit_bytes=limit)
         mem = c.resolve(Memory)
         cfg = c.resolve(MemoryConfig)
-        rm.register(
-            "l1_cache_bytes", normal=cfg.cache_l1_bytes, minimum=4 << 20, apply=mem.resize_cache
-        )
+        # Under pressure a knob shrinks toward its minimum, never below what was configured;
+        # a cache configured off (0 bytes) has nothing to shrink.
+        if cfg.cache_l1_bytes > 0:
+            rm.register(
+                "l1_cache_bytes",
+                normal=cfg.cache_l1_bytes,
+                minimum=min(4 << 20, cfg.cache_l1_bytes),
+                apply=mem.resize_cache,
+            )
         e = c.resolve(EMBEDDER)
         if e is not None and hasattr(e, "batch_size"):
 
             def set_batch(n: int) -> None:
                 e.batch_size = n
 
-            rm.register("embed_batch_size", normal=int(e.batch_size), minimum=4, apply=set_batch)
+            batch = int(e.batch_size)
+            rm.register("embed_batch_size", normal=batch, minimum=min(4, batch), apply=set_batch)
         return rm
 
     c.singleton(ResourceManager, make_resources, dispose=lambda rm: rm.stop())

@@ -142,6 +142,8 @@ APP_KEYS: dict[str, tuple[type, Any, str]] = {
     "log_file": (str, "", "also write logs to this file (empty: stderr only)"),
     "rss_limit_mb": (int, 0, "memory pressure above this process RSS in MiB (0: no limit)"),
 }
+# The smallest value each numeric application setting takes.
+_MINIMUM = {"batch_size": 1, "rss_limit_mb": 0}
 _CHOICES = {
     "device": ("auto", "cpu", "gpu"),
     "log_format": ("text", "json"),
@@ -212,8 +214,9 @@ def coerce_value(key: str, value: Any, origin: str) -> Any:
         raise InvalidInputError(
             f"config {key}={value!r} (from {origin}) must be one of: {', '.join(choices)}"
         )
-    if key in ("batch_size",) and out < 1:
-        raise InvalidInputError(f"config {key}={value!r} (from {origin}) must be >= 1")
+    minimum = _MINIMUM.get(key)
+    if minimum is not None and out < minimum:
+        raise InvalidInputError(f"config {key}={value!r} (from {origin}) must be >= {minimum}")
     return out
 
 

@@ -188,6 +188,18 @@ def test_config_show_path_set_and_precedence(run: Callable[..., Result], tmp_pat
     assert "hnsw_m" in bad.err and "lots" in bad.err
 
 
+def test_small_and_bad_resource_settings(run: Callable[..., Result], tmp_path: Path) -> None:
+    # Valid settings below the resource manager's usual floors (a cache turned off, tiny
+    # batches) must work; a negative memory limit is refused naming the setting.
+    small = {"MAGRAY_CACHE_L1_BYTES": "0", "MAGRAY_BATCH_SIZE": "2"}
+    assert run("memory", "add", "a small fact", extra_env=small).code == 0
+    st = run("status", extra_env=small)
+    assert st.code == 0, st.err
+    bad = run("status", extra_env={"MAGRAY_RSS_LIMIT_MB": "-1"})
+    one_line_error(bad, codes=(1, 2))
+    assert "rss_limit_mb" in bad.err and ">= 0" in bad.err
+
+
 def test_lifecycle_backup_export_commands(run: Callable[..., Result], tmp_path: Path) -> None:
     run("memory", "add", "vital fact", "--importance", "0.9")
     r = run("memory", "promote", "--dry-run", "--json")
