@@ -134,6 +134,31 @@ def test_jsonl_with_a_malformed_line_reports_it_and_imports_the_rest(
     one_line_error(strict, codes=(1,))
 
 
+def test_jsonl_lines_with_wrongly_typed_fields_are_reported_by_line(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    f = tmp_path / "typed.jsonl"
+    lines = [
+        {"text": "good one"},
+        {"text": "tags as a number", "tags": 5},
+        {"text": "importance as a list", "importance": [1]},
+        {"text": "layer as a list", "layer": ["assets"]},
+        {"text": "good two", "tags": ["x"]},
+    ]
+    f.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    r = run("memory", "add", "--file", str(f), "--json")
+    # One report line per bad line, naming it; the good lines are stored.
+    assert r.code == 1 and "Traceback" not in r.err
+    err_lines = r.err.splitlines()
+    assert [line.split(":")[2] for line in err_lines] == ["2", "3", "4"], r.err
+    assert all(line.startswith(f"magray: {f}:") for line in err_lines)
+    assert r.json() == {"stored": 2, "already_present": 0, "bad_lines": 3, "interrupted": False}
+    assert sorted(m["text"] for m in run("memory", "list", "--json").json()) == [
+        "good one",
+        "good two",
+    ]
+
+
 def test_second_writer_while_an_import_runs(run: Callable[..., Result], tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_text("\n".join(f"line number {i} of a long import" for i in range(30000)))
@@ -210,6 +235,15 @@ def test_lifecycle_backup_export_commands(run: Callable[..., Result], tmp_path: 
     assert run("memory", "backup", str(dest)).code == 0 and (dest / "manifest.json").exists()
     assert run("memory", "backup").code == 0
     assert len(run("memory", "list-backups", "--json").json()) == 1
+    # A backup whose manifest was cut short is listed as damaged; the listing goes on.
+    broken = Path(run("memory", "list-backups", "--json").json()[0]["path"]).parent / "cut"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"created_at": 1')
+    listed = run("memory", "list-backups", "--json")
+    assert listed.code == 0, listed.err
+    damaged = {Path(row["path"]).name: "damaged" in row for row in listed.json()}
+    assert damaged.pop("cut") is True and list(damaged.values()) == [False]
+    assert "damaged manifest" in run("memory", "list-backups").out
     out = tmp_path / "x.jsonl"
     assert run("memory", "export", str(out), "--vectors").code == 0
     assert json.loads(out.read_text().splitlines()[0])["layer"] == "insights"

@@ -244,24 +244,14 @@ def _add_file(
         progress.start()
         task = progress.add_task(f"adding {file.name}", total=len(records))
     try:
-        groups: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = {}
-        order: list[tuple[Any, ...]] = []
+        # Lines with the same fields go to the engine in one batch. The key is the fields'
+        # JSON, so any value a line holds can be grouped; the engine judges the values.
+        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for lineno, rec in records:
-            key = (
-                rec.get("layer"),
-                rec.get("kind"),
-                tuple(rec.get("tags") or ()),
-                rec.get("project"),
-                rec.get("session"),
-                rec.get("importance"),
-                json.dumps(rec.get("metadata"), sort_keys=True),
-            )
-            if key not in groups:
-                groups[key] = []
-                order.append(key)
-            groups[key].append((lineno, rec))
-        for key in order:
-            items = groups[key]
+            fields_only = {k: v for k, v in rec.items() if k != "text"}
+            key = json.dumps(fields_only, sort_keys=True, default=repr)
+            groups.setdefault(key, []).append((lineno, rec))
+        for items in groups.values():
             for i in range(0, len(items), batch_size):
                 if stop["now"]:
                     break
@@ -271,7 +261,7 @@ def _add_file(
                 texts = [rec["text"] for _, rec in chunk]
                 try:
                     result = mem.add_many(texts, on_duplicate="skip", **f)
-                except InvalidInputError as exc:
+                except InvalidInputError:
                     # Find the bad line(s) one by one; keep the good ones.
                     result = []
                     for lineno, rec in chunk:
@@ -281,7 +271,6 @@ def _add_file(
                             if strict:
                                 raise click.ClickException(f"{file}:{lineno}: {one}") from None
                             errors.append((lineno, str(one)))
-                    del exc
                 new = sum(1 for r in result if r is not None)
                 stored += new
                 skipped += len(result) - new
@@ -561,13 +550,22 @@ def restore(ctx: Ctx, src: Path, as_json: bool) -> None:
 @click.pass_obj
 def list_backups(ctx: Ctx, as_json: bool) -> None:
     """Backups in the default backup folder."""
+    from magray.memory.backup import MANIFEST
+
     root = _backups_dir(ctx)
     rows = []
     if root.is_dir():
         for d in sorted(root.iterdir()):
-            manifest = d / "manifest.json"
+            manifest = d / MANIFEST
             if manifest.is_file():
-                m = json.loads(manifest.read_text())
+                try:
+                    m = json.loads(manifest.read_text())
+                    if not isinstance(m, dict):
+                        raise ValueError("not a JSON object")
+                except (OSError, ValueError) as exc:
+                    # An interrupted backup: list it as damaged rather than fail the listing.
+                    rows.append({"path": str(d), "damaged": str(exc)})
+                    continue
                 rows.append(
                     {"path": str(d), "created_at": m.get("created_at"), "records": m.get("records")}
                 )
@@ -577,7 +575,10 @@ def list_backups(ctx: Ctx, as_json: bool) -> None:
     if not rows:
         click.echo(f"no backups in {root}")
     for r in rows:
-        click.echo(f"{r['path']}  {r['records']} records")
+        if "damaged" in r:
+            click.echo(f"{r['path']}  damaged manifest ({r['damaged']}); not restorable")
+        else:
+            click.echo(f"{r['path']}  {r['records']} records")
 
 
 @memory.command()
