@@ -553,7 +553,7 @@ def list_backups(ctx: Ctx, as_json: bool) -> None:
     from magray.memory.backup import MANIFEST
 
     root = _backups_dir(ctx)
-    rows = []
+    rows: list[dict[str, Any]] = []
     if root.is_dir():
         for d in sorted(root.iterdir()):
             manifest = d / MANIFEST
