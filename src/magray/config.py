@@ -270,7 +270,7 @@ def load_settings(
 ) -> Settings:
     """Defaults < file < MAGRAY_* environment < flags (None values in flags are ignored)."""
     env = dict(os.environ) if env is None else env
-    path = Path(config_file).expanduser() if config_file else default_config_file()
+    path = config_path(config_file)
     keys = all_keys()
     values = {k: v[1] for k, v in keys.items()}
     sources = {k: "default" for k in keys}
@@ -294,15 +294,23 @@ def load_settings(
     return settings
 
 
-def set_config_value(key: str, value: str, path: Path | None = None) -> Path:
-    """Validate key=value and write it into the TOML file (other keys kept)."""
-    path = path or default_config_file()
+def config_path(config_file: str | os.PathLike[str] | None = None) -> Path:
+    """The settings file: ``config_file`` (``~`` expanded) when given, else the default."""
+    return Path(config_file).expanduser() if config_file else default_config_file()
+
+
+def set_config_value(
+    key: str, value: str, config_file: str | os.PathLike[str] | None = None
+) -> tuple[Path, Any]:
+    """Validate key=value and write it into the TOML file (other keys kept); returns the
+    file and the typed value."""
+    path = config_path(config_file)
     typed = coerce_value(key, value, "config set")
     data = read_config_file(path)
     data[key] = typed
-    trial = {k: v for k, v in data.items()}
-    if key in _memory_fields():
-        MemoryConfig().replace(**{k: v for k, v in trial.items() if k in _memory_fields()})
+    memory_fields = _memory_fields()
+    if key in memory_fields:
+        MemoryConfig().replace(**{k: v for k, v in data.items() if k in memory_fields})
     lines = ["# magray settings (see `magray config show`)"]
     for k in sorted(data):
         v = data[k]
@@ -319,4 +327,4 @@ def set_config_value(key: str, value: str, path: Path | None = None) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)
-    return path
+    return path, typed

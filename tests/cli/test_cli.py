@@ -208,6 +208,14 @@ def test_config_show_path_set_and_precedence(run: Callable[..., Result], tmp_pat
     assert env["settings"]["hnsw_ef_search"]["value"] == 90
     flag = run("--log-format", "json", "config", "show", "--json").json()
     assert flag["settings"]["log_format"] == {"value": "json", "source": "command line"}
+    # --config with ~ is the same file for set as for show.
+    home = tmp_path / "home"
+    home.mkdir()
+    tilde = {"HOME": str(home)}
+    assert run("--config", "~/m.toml", "config", "set", "hnsw_m", "24", extra_env=tilde).code == 0
+    assert (home / "m.toml").is_file()
+    shown = run("--config", "~/m.toml", "config", "show", "--json", extra_env=tilde).json()
+    assert shown["settings"]["hnsw_m"]["value"] == 24
     bad = run("config", "set", "hnsw_m", "lots")
     one_line_error(bad, codes=(1,))
     assert "hnsw_m" in bad.err and "lots" in bad.err

@@ -334,11 +334,10 @@ def path(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def set_(ctx: Ctx, key: str, value: str, as_json: bool) -> None:
     """Write KEY = VALUE into the settings file (validated)."""
-    from magray.config import coerce_value, set_config_value
+    from magray.config import set_config_value
 
-    target = set_config_value(key, value, Path(ctx.config_file) if ctx.config_file else None)
+    target, typed = set_config_value(key, value, ctx.config_file)
     if as_json:
-        typed = coerce_value(key, value, "config set")
         emit_json({"key": key, "value": typed, "file": str(target)})
     else:
         click.echo(f"{key} = {value} ({target})")
