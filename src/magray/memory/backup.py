@@ -371,9 +371,9 @@ def import_jsonl(mem: Memory, path: Path) -> ImportReport:
             if vecs.shape[1] != emb.shape[1]:
                 vecs = np.zeros((len(todo), emb.shape[1]), np.float32)
             vecs[need] = emb
-        for i, ok in enumerate(usable):
-            if ok:
-                vecs[i] = mem._vectors(todo[i][1], 1)[0]
+        have = [i for i, ok in enumerate(usable) if ok]
+        if have:  # checked per line already; one conversion for the batch
+            vecs[have] = mem._vectors([todo[i][1] for i in have], len(have))
         recs = [r for r, _ in todo]
         fields = [{"layer": r.layer} for r in recs]
         ids = mem._insert([r.text for r in recs], vecs, fields, now, keep=list(recs), touch=False)
