@@ -104,6 +104,22 @@ def test_update_and_delete(mem: Any) -> None:
     assert mem.get(a) is None and mem.search("dog", k=5) == []
 
 
+def test_update_keeps_pending_access_counts(store_path: Path, clock: FakeClock) -> None:
+    # Accesses not yet flushed are folded into the record an update writes: after the
+    # update, and after a reopen, none is lost or counted twice.
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        a = m.add("kappa lambda note")
+        assert m.add("kappa lambda note") == a  # a duplicate: one access, pending
+        m.search("kappa lambda", k=1)  # a second one
+        clock.advance(5)
+        m.update(a, tags=["t"], layer="insights")
+        rec = m.get(a)
+        assert (rec.access_count, rec.tags, rec.layer) == (2, ("t",), Layer.INSIGHTS)
+        assert m.add("kappa lambda note", layer="insights") == a  # duplicate detection moved
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        assert m.get(a).access_count == 3
+
+
 def test_bad_input_is_rejected_and_writes_nothing(store_path: Path) -> None:
     with magray.open(store_path, embedder="hash", config={"max_text_bytes": 100}) as m:
         keep = m.add("a valid memory")

@@ -84,3 +84,4 @@ def test_config_values_drive_the_rules(store_path: Path, clock: FakeClock) -> No
         report = m.expire()
         assert [mv.id for mv in report.moved] == [a]
         assert [mv.id for mv in report.expired] == [b]
+        assert report.expired[0].reason == f"unused for more than {60 / 86400:g} days"

@@ -75,14 +75,6 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("magray", appauthor=False))
 
 
-def resolve_embedder(embedder: Any) -> Embedder | None:
-    """Embedder choice: None (vector-only), "auto", "hash", a model name or directory, or
-    an Embedder instance (see magray.embed.select)."""
-    from magray.embed.select import load_embedder
-
-    return load_embedder(embedder)
-
-
 @functools.cache
 def _cpus() -> int:
     """CPUs this process may run on (its affinity, not the machine's count), read once."""
@@ -100,6 +92,11 @@ class _Pending:
     def __init__(self) -> None:
         self.count = 0
         self.last = 0.0
+
+    def apply(self, rec: StoredRecord) -> None:
+        """Fold these statistics into rec (before it is written)."""
+        rec.access_count += self.count
+        rec.last_access = max(rec.last_access, self.last)
 
 
 class Memory:
@@ -264,13 +261,13 @@ class Memory:
         idx.changes_since_save = idx.count  # a rebuilt layer deserves a snapshot soon
         return idx
 
+    def _oplog_after(self, after: int) -> list[tuple[int, list[Any]]]:
+        """(seq, op) for every oplog entry of a sequence after ``after``, in order."""
+        return [(read_u64(k), unpack(v)) for k, v in self.store.scan("oplog", start=u64(after + 1))]
+
     def _replay(self, after: int) -> None:
         """Apply oplog entries newer than each layer's snapshot."""
-        entries = []
-        for key, raw in self.store.scan("oplog", start=u64(after + 1)):
-            seq = read_u64(key)
-            entries.append((seq, unpack(raw)))
-        self._apply_ops(entries)
+        self._apply_ops(self._oplog_after(after))
         self._applied_seq = max(self._seq, after)
 
     def _apply_ops(self, entries: list[tuple[int, list[Any]]]) -> None:
@@ -731,11 +728,14 @@ class Memory:
         f = self._fields(layer, kind, tags, project, session, metadata, importance)
         if not texts:
             return []
+        keys = self._text_keys(texts, [f["layer"]] * len(texts))
         vecs = self._vectors(vectors, len(texts)) if vectors is not None else None
         if vecs is None:
-            vecs = self._embed_new(texts, f["layer"])
+            vecs = self._embed_new(texts, keys)
         now = self._clock()
-        out = self._insert(texts, vecs, [f] * len(texts), now, touch=on_duplicate == "access")
+        out = self._insert(
+            texts, vecs, [f] * len(texts), now, touch=on_duplicate == "access", text_keys=keys
+        )
         took = time.perf_counter() - t0
         self._observe("add", took)
         self._count("added", sum(1 for x in out if x is not None))
@@ -744,15 +744,18 @@ class Memory:
         )
         return out
 
-    def _embed_new(self, texts: list[str], layer: Layer) -> np.ndarray:
-        """Vectors for texts, embedding only those not already in the layer (duplicates
-        become accesses in _insert and need no vector)."""
+    @staticmethod
+    def _text_keys(texts: Sequence[str], layers: Sequence[Layer]) -> list[bytes]:
+        """The texthash keys of texts in their layers (one native hashing call)."""
         from magray.kernels import hash128_many
 
         digests = hash128_many(texts)
-        existing = self.store.multi_get(
-            "texthash", [text_key(layer, digests[i].tobytes()) for i in range(len(texts))]
-        )
+        return [text_key(layer, digests[i].tobytes()) for i, layer in enumerate(layers)]
+
+    def _embed_new(self, texts: list[str], keys: list[bytes]) -> np.ndarray:
+        """Vectors for texts, embedding only those not already in their layer (duplicates
+        become accesses in _insert and need no vector); keys are their texthash keys."""
+        existing = self.store.multi_get("texthash", keys)
         todo = [i for i, hit in enumerate(existing) if hit is None]
         if len(todo) == len(texts):
             return self._embed(texts)
@@ -771,13 +774,13 @@ class Memory:
         *,
         keep: list[StoredRecord | None] | None = None,
         touch: bool = True,
+        text_keys: list[bytes] | None = None,
     ) -> list[Any]:
         """Write new records (or re-add kept ones, for import); returns ids in order
-        (None for a duplicate when touch is False)."""
-        from magray.kernels import hash128_many
-
-        digests = hash128_many(texts)
-        text_keys = [text_key(f["layer"], digests[i].tobytes()) for i, f in enumerate(fields)]
+        (None for a duplicate when touch is False). text_keys: the texts' texthash keys,
+        when the caller has them already."""
+        if text_keys is None:
+            text_keys = self._text_keys(texts, [f["layer"] for f in fields])
         with self._wlock:
             existing = self.store.multi_get("texthash", text_keys)
             b = self.store.batch()
@@ -828,11 +831,7 @@ class Memory:
                 )
                 b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
                 b.put(text_keys[i], rid, self.store.handle["texthash"])
-                b.put(
-                    u64(seq) + op_i.to_bytes(4, "big"),
-                    pack([OP_ADD, rec.layer.code, label, rid]),
-                    self.store.handle["oplog"],
-                )
+                self._put_op(b, seq, op_i, [OP_ADD, rec.layer.code, label, rid])
                 op_i += 1
                 seen[text_keys[i]] = rid
                 new_rows.setdefault(rec.layer, []).append((self._row(rec), i))
@@ -1122,9 +1121,7 @@ class Memory:
                 if raw is None:
                     continue
                 rec = StoredRecord.decode(rid, raw)
-                p = pending[rid]
-                rec.access_count += p.count
-                rec.last_access = max(rec.last_access, p.last)
+                pending[rid].apply(rec)
                 b.put(rid, rec.encode(), self.store.handle["records"])
             self.store.write(b, durable=False)
 
@@ -1177,8 +1174,11 @@ class Memory:
         elif new_text is not None:
             vec = self._embed([new_text])
         with self._wlock:
-            self._flush_access_of(rid)
             rec = self._load(rid)
+            with self._access_lock:
+                pending = self._pending.pop(rid, None)
+            if pending is not None:  # folded into the record this update writes anyway
+                pending.apply(rec)
             now = self._clock()
             b = self.store.batch()
             self._seq += 1
@@ -1225,12 +1225,13 @@ class Memory:
                 ]
             else:
                 ops = [[OP_META, rec.layer.code, rec.label, rid]]
-            tkey = text_key(rec.layer, hash128(rec.text))
-            if self.store.get("texthash", tkey) is None:
-                b.put(tkey, rid, self.store.handle["texthash"])
+            if not moved:  # a move has set the target layer's text key already
+                tkey = text_key(rec.layer, hash128(rec.text))
+                if self.store.get("texthash", tkey) is None:
+                    b.put(tkey, rid, self.store.handle["texthash"])
             b.put(rid, rec.encode(), self.store.handle["records"])
             for i, op in enumerate(ops):
-                b.put(u64(seq) + i.to_bytes(4, "big"), pack(op), self.store.handle["oplog"])
+                self._put_op(b, seq, i, op)
             self.store.put_meta(b, "seq", seq)
             self.store.put_meta(b, "next_label", self._next_label)
             self.store.write(b)
@@ -1249,30 +1250,15 @@ class Memory:
             self._log("update", time.perf_counter() - t0, [idcodec.encode(rid)], reindexed=reindex)
             return self._to_record(rec)
 
-    def _flush_access_of(self, rid: bytes) -> None:
-        """Fold one record's pending access statistics into the store before rewriting it."""
-        with self._access_lock:
-            p = self._pending.pop(rid, None)
-        if p is None:
-            return
-        raw = self.store.get("records", rid)
-        if raw is None:
-            return
-        rec = StoredRecord.decode(rid, raw)
-        rec.access_count += p.count
-        rec.last_access = max(rec.last_access, p.last)
-        b = self.store.batch()
-        b.put(rid, rec.encode(), self.store.handle["records"])
-        self.store.write(b, durable=False)
-
     def _move_keys(self, b: Any, rec: StoredRecord, to: Layer, now: float, reason: str) -> None:
         """Batch the key changes of moving rec to another layer (new label)."""
         from magray.kernels import hash128
 
         rid = rec.raw_id
+        digest = hash128(rec.text)
         b.delete(layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"])
         b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
-        old_text = text_key(rec.layer, hash128(rec.text))
+        old_text = text_key(rec.layer, digest)
         if self.store.get("texthash", old_text) == rid:
             b.delete(old_text, self.store.handle["texthash"])
         b.put(
@@ -1288,7 +1274,7 @@ class Memory:
         b.put(layer_time_key(to, rec.created_at, rid), b"", self.store.handle["layer_time"])
         b.put(label_key(to, label), rid, self.store.handle["labels"])
         # Duplicate detection follows the record (unless the target layer has the text).
-        new_text = text_key(to, hash128(rec.text))
+        new_text = text_key(to, digest)
         if self.store.get("texthash", new_text) is None:
             b.put(new_text, rid, self.store.handle["texthash"])
 
@@ -1312,16 +1298,17 @@ class Memory:
         self._log("delete", time.perf_counter() - t0, [idcodec.encode(r.raw_id) for r in recs])
         return len(recs)
 
+    def _put_op(self, b: Any, seq: int, i: int, op: list[Any]) -> None:
+        """Batch entry i of oplog sequence seq (key: seq(8) index(4))."""
+        b.put(u64(seq) + i.to_bytes(4, "big"), pack(op), self.store.handle["oplog"])
+
     def _remove(self, recs: list[StoredRecord], now: float, reason: str | None) -> None:
         if not recs:
             return
-        from magray.kernels import hash128_many
-
-        digests = hash128_many([r.text for r in recs])
         b = self.store.batch()
         self._seq += 1
         seq = self._seq
-        tkeys = [text_key(r.layer, digests[i].tobytes()) for i, r in enumerate(recs)]
+        tkeys = self._text_keys([r.text for r in recs], [r.layer for r in recs])
         owners = self.store.multi_get("texthash", tkeys)
         for i, rec in enumerate(recs):
             rid = rec.raw_id
@@ -1333,11 +1320,7 @@ class Memory:
             b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
             if owners[i] == rid:
                 b.delete(tkeys[i], self.store.handle["texthash"])
-            b.put(
-                u64(seq) + i.to_bytes(4, "big"),
-                pack([OP_DEL, rec.layer.code, rec.label]),
-                self.store.handle["oplog"],
-            )
+            self._put_op(b, seq, i, [OP_DEL, rec.layer.code, rec.label])
             if reason is not None:
                 b.put(
                     u64(int(now * 1000)) + rid,
@@ -1405,13 +1388,11 @@ class Memory:
             report = self.promote(now, dry_run=dry_run)
             now = self._clock() if now is None else float(now)
             promoted = {m.id for m in report.moved}
-            doomed = [
-                r
-                for r, reason in expirations(self, now)
-                if idcodec.encode(r.raw_id) not in promoted
-            ]
-            for rec in doomed:
-                reason = f"unused for {self._ttl(rec.layer) / 86400:g} days"
+            doomed = []
+            for rec, reason in expirations(self, now):
+                if idcodec.encode(rec.raw_id) in promoted:
+                    continue
+                doomed.append(rec)
                 report.expired.append(
                     Move(idcodec.encode(rec.raw_id), rec.layer, None, reason, now)
                 )
@@ -1446,19 +1427,26 @@ class Memory:
                 ops.append([OP_DEL, olds[-1][0].code, olds[-1][1]])
                 ops.append([OP_ADD, rec.layer.code, rec.label, rec.raw_id])
             for j, op in enumerate(ops):
-                b.put(u64(seq) + j.to_bytes(4, "big"), pack(op), self.store.handle["oplog"])
+                self._put_op(b, seq, j, op)
             self.store.put_meta(b, "seq", seq)
             self.store.put_meta(b, "next_label", self._next_label)
             self.store.write(b)
-            # The store has moved; now the indexes (a crash here is repaired on open).
+            # The store has moved; now the indexes (a crash here is repaired on open), one
+            # remove and one add per layer.
             vecs = vectors_from(
                 self.store.multi_get("vectors", [r.raw_id for r, _, _ in part]), self.dim
             )
-            touched = {lay for lay, _ in olds} | {rec.layer for rec, _, _ in part}
-            with self._index_guard(touched):
-                for (old_layer, old_label), (rec, _to, _reason), v in zip(olds, part, vecs):
-                    self._layers[old_layer].remove([old_label])
-                    self._layers[rec.layer].add([self._row(rec)], v[None, :])
+            gone: dict[Layer, list[int]] = {}
+            for old_layer, old_label in olds:
+                gone.setdefault(old_layer, []).append(old_label)
+            arrived: dict[Layer, list[int]] = {}
+            for j, (rec, _to, _reason) in enumerate(part):
+                arrived.setdefault(rec.layer, []).append(j)
+            with self._index_guard(set(gone) | set(arrived)):
+                for layer, labels in gone.items():
+                    self._layers[layer].remove(labels)
+                for layer, js in arrived.items():
+                    self._layers[layer].add([self._row(part[j][0]) for j in js], vecs[js])
             self._applied_seq = seq
 
     @contextlib.contextmanager
@@ -1502,10 +1490,7 @@ class Memory:
             rids = [idx.id_of(int(label)) or b"" for label in labels]
             return vectors_from(self.store.multi_get("vectors", rids), self.dim)
 
-        def done() -> None:
-            pass
-
-        idx.start_rebuild(vectors_of, done)
+        idx.start_rebuild(vectors_of)
 
     def _save_indexes(self, force: bool) -> None:
         """Snapshot changed layers at the current sequence, then trim the oplog."""
@@ -1569,10 +1554,7 @@ class Memory:
             self._open_indexes()
             self._applied_seq = seq
             return behind
-        entries = [
-            (read_u64(k), unpack(v))
-            for k, v in self.store.scan("oplog", start=u64(self._applied_seq + 1))
-        ]
+        entries = self._oplog_after(self._applied_seq)
         for idx in self._layers.values():
             idx.snapshot_seq = max(idx.snapshot_seq, self._applied_seq)
         self._apply_ops(entries)

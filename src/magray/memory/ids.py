@@ -77,8 +77,3 @@ def decode(text: str) -> bytes:
     if value >> 128:
         raise ValueError(f"{text!r} is not a magray id: it overflows 128 bits")
     return value.to_bytes(16, "big")
-
-
-def timestamp_ms(raw: bytes) -> int:
-    """The creation time embedded in an id, in Unix milliseconds."""
-    return int.from_bytes(raw[:6], "big")

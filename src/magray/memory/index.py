@@ -472,9 +472,7 @@ class LayerIndex:
         total = int(self.graph.get_current_count())
         return total > 0 and self.graph_deleted / total > self.config.rebuild_deleted_fraction
 
-    def start_rebuild(
-        self, vectors_of: Callable[[np.ndarray], np.ndarray], on_done: Callable[[], None]
-    ) -> None:
+    def start_rebuild(self, vectors_of: Callable[[np.ndarray], np.ndarray]) -> None:
         """Build a fresh graph in a background thread; searches are served exactly from
         the matrix meanwhile. vectors_of(labels) supplies vectors the layer lacks."""
         with _Write(self._rw):
@@ -523,7 +521,6 @@ class LayerIndex:
                     self._rebuild_log = None
                     self.rebuilding = False
                 raise
-            on_done()
 
         t = threading.Thread(target=build, name=f"magray-rebuild-{self.layer.value}", daemon=True)
         self._rebuild_thread = t
@@ -648,7 +645,6 @@ class LayerIndex:
         config: MemoryConfig,
         strings: Interner,
         fingerprint: str,
-        verify: bool = True,
     ) -> LayerIndex | None:
         """The layer's last snapshot, or None if there is none. Raises CorruptStoreError
         if it exists but fails its checks (the caller rebuilds from the store)."""
@@ -667,10 +663,9 @@ class LayerIndex:
                 raise CorruptStoreError(
                     f"snapshot of {layer.value} was made for another model or dimension"
                 )
-            if verify:
-                for name, digest in meta["files"].items():
-                    if file_digest(snap / name) != digest:
-                        raise CorruptStoreError(f"{snap / name} fails its checksum")
+            for name, digest in meta["files"].items():
+                if file_digest(snap / name) != digest:
+                    raise CorruptStoreError(f"{snap / name} fails its checksum")
             idx = cls(layer, dim, config, strings)
             saved = meta["strings"]
             remap = np.array([strings.code(s) for s in saved] + [NO_CODE], np.int32)

@@ -7,7 +7,7 @@ Column families (all keys and values are bytes):
     layer_time layer(1) created_ms(8) id(16)   -> b""      records of a layer, oldest first
     labels     layer(1) label(8)               -> id(16)   hnswlib label -> record
     texthash   layer(1) hash128(text)(16)      -> id(16)   exact-duplicate lookup
-    oplog      seq(8)                          -> [op, layer, label]  index changes to replay
+    oplog      seq(8) index(4)                 -> [op, layer, label]  index changes to replay
     moves      at_ms(8) id(16)                 -> [from, to, reason]  the lifecycle log
     meta       name                            -> value    schema, dimension, fingerprint, seq
     cache      key(16)                         -> cached embedding (the embedding cache)
@@ -190,10 +190,6 @@ class Store:
 
     def put_meta(self, batch: WriteBatch, name: str, value: Any) -> None:
         batch.put(name.encode(), pack(value), self.handle["meta"])
-
-    def sequence(self) -> int:
-        """RocksDB's own sequence number (grows with every write)."""
-        return int(self.db.latest_sequence_number())
 
     def catch_up(self) -> None:
         """For a read-only (secondary) store: see what the writer has written since."""
