@@ -515,24 +515,28 @@ class Memory:
         metadata: Any,
         importance: Any,
     ) -> dict[str, Any]:
-        layer = Layer.parse(layer)
+        return {
+            "layer": Layer.parse(layer),
+            "kind": self._kind(kind),
+            "tags": self._tags(tags),
+            "project": self._scope("project", project),
+            "session": self._scope("session", session),
+            "metadata": self._metadata(metadata),
+            "importance": self._importance(importance),
+        }
+
+    @staticmethod
+    def _kind(kind: Any) -> str:
         if not isinstance(kind, str) or not kind:
             raise InvalidInputError(f"kind must be a non-empty str, got {kind!r}")
-        tags = self._tags(tags)
-        for name, value in (("project", project), ("session", session)):
-            if value is not None and (not isinstance(value, str) or not value):
-                raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
-        metadata = self._metadata(metadata)
-        importance = self._importance(importance)
-        return {
-            "layer": layer,
-            "kind": kind,
-            "tags": tags,
-            "project": project,
-            "session": session,
-            "metadata": metadata,
-            "importance": importance,
-        }
+        return kind
+
+    @staticmethod
+    def _scope(name: str, value: Any) -> str | None:
+        """A project or session: a non-empty str, or None."""
+        if value is not None and (not isinstance(value, str) or not value):
+            raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
+        return value
 
     @staticmethod
     def _tags(tags: Any) -> tuple[str, ...]:
@@ -1159,15 +1163,11 @@ class Memory:
         new_meta = None if metadata is _UNSET else self._metadata(metadata)
         new_imp = None if importance is _UNSET else self._importance(importance)
         new_layer = None if layer is _UNSET else Layer.parse(layer)
-        if kind is not _UNSET and (not isinstance(kind, str) or not kind):
-            raise InvalidInputError(f"kind must be a non-empty str, got {kind!r}")
+        if kind is not _UNSET:
+            self._kind(kind)
         for name, value in (("project", project), ("session", session)):
-            if (
-                value is not _UNSET
-                and value is not None
-                and (not isinstance(value, str) or not value)
-            ):
-                raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
+            if value is not _UNSET:
+                self._scope(name, value)
         vec = None
         if vector is not None:
             vec = self._vectors(vector, 1)
