@@ -120,26 +120,37 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._containers: dict[tuple[bool, bool], Container] = {}
+        self._containers: dict[tuple[bool, bool, bool], Container] = {}
 
-    def container(self, read_only: bool = False, reembed: bool = False) -> Container:
-        key = (read_only, reembed)
+    def container(
+        self, read_only: bool = False, reembed: bool = False, embed: bool = True
+    ) -> Container:
+        """The container for this kind of access. embed=False: a read-only view for
+        commands that never embed, opened without loading the embedding model."""
+        if read_only and not (store_path_of(self.settings) / "db").is_dir():
+            read_only = False  # nothing to read yet: open (and create) it normally
+        embed = embed or not read_only
+        key = (read_only, reembed, embed)
         if key not in self._containers:
-            # A writer serves reads too: reuse it rather than opening a second view.
-            if read_only and (False, False) in self._containers:
-                return self._containers[(False, False)]
+            # A writer serves reads too, and a view with the model serves one without:
+            # reuse them rather than opening another view.
+            if read_only and not reembed:
+                serving = [(False, False, True)] + ([] if embed else [(True, False, True)])
+                for other in serving:
+                    if other in self._containers:
+                        return self._containers[other]
             self._containers[key] = build_container(
-                self.settings, read_only=read_only, reembed=reembed
+                self.settings,
+                embedder="settings" if embed else None,
+                read_only=read_only,
+                reembed=reembed,
             )
         return self._containers[key]
 
-    def memory(self, read_only: bool = False, reembed: bool = False) -> Any:
+    def memory(self, read_only: bool = False, reembed: bool = False, embed: bool = True) -> Any:
         from magray.memory.engine import Memory
 
-        path = store_path_of(self.settings)
-        if read_only and not (path / "db").is_dir():
-            read_only = False  # nothing to read yet: open (and create) it normally
-        return self.container(read_only, reembed).resolve(Memory)
+        return self.container(read_only, reembed, embed).resolve(Memory)
 
     def embedder(self) -> Any:
         return self.container(read_only=True).resolve(EMBEDDER)

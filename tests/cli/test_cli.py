@@ -233,6 +233,24 @@ def test_small_and_bad_resource_settings(run: Callable[..., Result], tmp_path: P
     assert "rss_limit_mb" in bad.err and ">= 0" in bad.err
 
 
+def test_reading_commands_do_not_load_the_embedder(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    # get, list, export and metrics never embed: they work even when the configured model
+    # cannot be loaded, while a command that embeds says so in one line.
+    a = run("memory", "add", "a fact to read back").out.strip()
+    gone = {"MAGRAY_EMBEDDER": "all-MiniLM-L6-v2"}  # not installed in this test's models dir
+    assert run("memory", "get", a, extra_env=gone).code == 0
+    assert [r["id"] for r in run("memory", "list", "--json", extra_env=gone).json()] == [a]
+    out = tmp_path / "out.jsonl"
+    assert run("memory", "export", str(out), extra_env=gone).code == 0
+    assert json.loads(out.read_text())["text"] == "a fact to read back"
+    assert run("metrics", extra_env=gone).code == 0
+    search = run("memory", "search", "fact", extra_env=gone)
+    one_line_error(search)
+    assert "all-MiniLM-L6-v2" in search.err
+
+
 def test_lifecycle_backup_export_commands(run: Callable[..., Result], tmp_path: Path) -> None:
     run("memory", "add", "vital fact", "--importance", "0.9")
     r = run("memory", "promote", "--dry-run", "--json")

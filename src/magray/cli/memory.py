@@ -401,7 +401,7 @@ def get(ctx: Ctx, id: str, as_json: bool) -> None:
     """Show the record with ID."""
     from magray.errors import NotFoundError
 
-    rec = ctx.app().memory(read_only=True).get(id)
+    rec = ctx.app().memory(read_only=True, embed=False).get(id)
     if rec is None:
         raise NotFoundError(f"no record with id {id}")
     emit_fields(_record_json(rec), as_json, width=13)
@@ -414,7 +414,7 @@ def get(ctx: Ctx, id: str, as_json: bool) -> None:
 @click.pass_obj
 def list_(ctx: Ctx, layer: str | None, limit: int, as_json: bool) -> None:
     """The newest records (of a layer)."""
-    mem = ctx.app().memory(read_only=True)
+    mem = ctx.app().memory(read_only=True, embed=False)
     recs = mem.recent(layer=layer, limit=limit)
     if as_json:
         emit_json([_record_json(r) for r in recs])
@@ -588,7 +588,7 @@ def list_backups(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def export(ctx: Ctx, file: Path, vectors: bool, as_json: bool) -> None:
     """Write every record to FILE as JSON lines."""
-    n = ctx.app().memory(read_only=True).export_jsonl(file, vectors=vectors)
+    n = ctx.app().memory(read_only=True, embed=False).export_jsonl(file, vectors=vectors)
     emit_json({"exported": n, "file": str(file)}) if as_json else click.echo(
         f"exported {n} records to {file}"
     )

@@ -198,7 +198,7 @@ def performance(ctx: Ctx, run_bench: bool, as_json: bool) -> None:
     app = ctx.app()
     data: dict[str, Any] = {}
     if (app.store_path() / "db").is_dir():
-        snap = app.memory(read_only=True).metrics_history()
+        snap = app.memory(read_only=True, embed=False).metrics_history()
         if snap:
             m = Metrics()
             m.merge(snap)
@@ -357,7 +357,7 @@ def metrics(ctx: Ctx, prometheus: bool, as_json: bool) -> None:
     app = ctx.app()
     m = Metrics()
     if (app.store_path() / "db").is_dir():
-        snap = app.memory(read_only=True).metrics_history()
+        snap = app.memory(read_only=True, embed=False).metrics_history()
         if snap:
             m.merge(snap)
     if prometheus:
