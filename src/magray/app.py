@@ -127,7 +127,7 @@ class App:
     ) -> Container:
         """The container for this kind of access. embed=False: a read-only view for
         commands that never embed, opened without loading the embedding model."""
-        if read_only and not (store_path_of(self.settings) / "db").is_dir():
+        if read_only and not self.store_exists():
             read_only = False  # nothing to read yet: open (and create) it normally
         embed = embed or not read_only
         key = (read_only, reembed, embed)
@@ -157,6 +157,20 @@ class App:
 
     def store_path(self) -> Path:
         return store_path_of(self.settings)
+
+    def store_exists(self) -> bool:
+        return (self.store_path() / "db").is_dir()
+
+    def metrics_history(self) -> Any:
+        """The persisted metrics as a Metrics registry (empty without a store)."""
+        from magray.ops.metrics import Metrics
+
+        snap = (
+            self.memory(read_only=True, embed=False).metrics_history()
+            if self.store_exists()
+            else None
+        )
+        return Metrics.from_snapshot(snap) if snap else Metrics()
 
     def close(self) -> None:
         for c in reversed(list(self._containers.values())):

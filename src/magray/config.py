@@ -15,6 +15,7 @@ every value came from, for ``magray config show``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -151,6 +152,7 @@ _CHOICES = {
 }
 
 
+@functools.cache  # built once: callers only read it
 def _memory_fields() -> dict[str, tuple[type, Any]]:
     out: dict[str, tuple[type, Any]] = {}
     for f in dataclasses.fields(MemoryConfig):
@@ -159,6 +161,7 @@ def _memory_fields() -> dict[str, tuple[type, Any]]:
     return out
 
 
+@functools.cache  # built once: callers only read it
 def all_keys() -> dict[str, tuple[type, Any, str]]:
     keys = dict(APP_KEYS)
     for name, (kind, default) in _memory_fields().items():

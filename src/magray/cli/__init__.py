@@ -69,7 +69,6 @@ def cli(
     ctx.obj = Ctx(
         flags={"store": store, "log_format": log_format, "log_file": log_file, "log_level": level},
         config_file=config_file,
-        debug=debug,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import click
@@ -25,10 +25,8 @@ class Ctx:
 
     flags: dict[str, Any]
     config_file: str | None
-    debug: bool
     _settings: Any = None
     _app: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> Any:
@@ -46,10 +44,6 @@ class Ctx:
             self._app = App(self.settings)
             click.get_current_context().call_on_close(self._app.close)
         return self._app
-
-
-def use_color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def console(stderr: bool = False) -> Any:

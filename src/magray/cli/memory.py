@@ -314,7 +314,15 @@ def _add_file(
 @click.option(
     "--layer", "layers", type=click.Choice(LAYERS), multiple=True, help="Repeatable; default all."
 )
-@click.option("-k", "--k", "k", type=int, default=10, show_default=True, help="How many results.")
+@click.option(
+    "-k",
+    "--k",
+    "k",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="How many results.",
+)
 @click.option("--min-score", type=float)
 @click.option("--tag", "tags", multiple=True, help="Any of these tags (repeatable).")
 @click.option("--project")
@@ -339,8 +347,6 @@ def search(
     as_json: bool,
 ) -> None:
     """Search all layers (or --layer ones) for QUERY."""
-    if k < 1:
-        raise click.BadParameter(f"k must be >= 1, got {k}", param_hint="--k")
     if not query.strip():
         raise click.BadParameter("the query is empty; pass some words", param_hint="QUERY")
     mem = ctx.app().memory()

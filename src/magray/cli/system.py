@@ -31,7 +31,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
     app = ctx.app()
     path = app.store_path()
     data: dict[str, Any] = {"version": __version__, "store": str(path)}
-    if not (path / "db").is_dir():
+    if not app.store_exists():
         data["state"] = "no store yet (the first `magray memory add` creates it)"
         emit_json(data) if as_json else click.echo(
             f"magray {__version__}\nstore {path}: {data['state']}"
@@ -157,13 +157,13 @@ def health(ctx: Ctx, as_json: bool) -> None:
         return f"{_mb(usage.free)} free"
 
     def memory_check() -> str:
-        import psutil
+        # The same reading and floor as the resource manager's pressure check.
+        from magray.ops.resources import MIN_AVAILABLE_FRACTION, read_memory
 
-        vm = psutil.virtual_memory()
-        rss = psutil.Process().memory_info().rss
-        if vm.available < vm.total * 0.05:
-            raise RuntimeError(f"only {_mb(vm.available)} available")
-        return f"rss {_mb(rss)}, available {_mb(vm.available)}"
+        r = read_memory()
+        if r.available_bytes < MIN_AVAILABLE_FRACTION * r.total_bytes:
+            raise RuntimeError(f"only {_mb(r.available_bytes)} available")
+        return f"rss {_mb(r.rss_bytes)}, available {_mb(r.available_bytes)}"
 
     results.append(_check("store read/write", store_rw))
     if "m" in mem_box:
@@ -193,16 +193,11 @@ def health(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def performance(ctx: Ctx, run_bench: bool, as_json: bool) -> None:
     """Latency percentiles per operation from the persisted metrics."""
-    from magray.ops.metrics import Metrics
-
     app = ctx.app()
     data: dict[str, Any] = {}
-    if (app.store_path() / "db").is_dir():
-        snap = app.memory(read_only=True, embed=False).metrics_history()
-        if snap:
-            m = Metrics()
-            m.merge(snap)
-            data["history"] = m.summary()
+    history = app.metrics_history().summary()
+    if history:
+        data["history"] = history
     if run_bench:
         data["self_benchmark"] = _self_benchmark(ctx)
     if as_json:
@@ -352,14 +347,7 @@ def set_(ctx: Ctx, key: str, value: str, as_json: bool) -> None:
 @click.pass_obj
 def metrics(ctx: Ctx, prometheus: bool, as_json: bool) -> None:
     """Counters and latency histograms (persisted across invocations)."""
-    from magray.ops.metrics import Metrics
-
-    app = ctx.app()
-    m = Metrics()
-    if (app.store_path() / "db").is_dir():
-        snap = app.memory(read_only=True, embed=False).metrics_history()
-        if snap:
-            m.merge(snap)
+    m = ctx.app().metrics_history()
     if prometheus:
         sys.stdout.write(m.render_prometheus())
         return

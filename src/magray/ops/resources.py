@@ -84,6 +84,9 @@ class Readings:
         }
 
 
+# Available system memory below this share of the total counts as pressure.
+MIN_AVAILABLE_FRACTION = 0.10
+
 _process_cache: dict[int, Any] = {}
 
 
@@ -176,7 +179,7 @@ class ResourceManager:
         *,
         interval: float = 5.0,
         rss_limit_bytes: int | None = None,
-        min_available_fraction: float = 0.10,
+        min_available_fraction: float = MIN_AVAILABLE_FRACTION,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not interval > 0:
