@@ -649,22 +649,24 @@ class Memory:
             self._caches[key] = cache
         return cache
 
-    def _ensure_dim(self, dim: int, batch: Any) -> None:
-        """The first add fixes the store's dimension and fingerprint (in the same batch)."""
+    def _ensure_dim(self, dim: int, batch: Any) -> str:
+        """The store's vector fingerprint; the first add fixes it and the dimension (in the
+        same batch): the embedder's, or external-<dim> for supplied vectors."""
         if self.dim:
-            return
+            return self.fingerprint
         e = self._embedder
         fingerprint = e.fingerprint if e is not None else f"external-{dim}"
         self.store.put_meta(batch, "dim", dim)
         self.store.put_meta(batch, "fingerprint", fingerprint)
         if e is not None:
             self.store.put_meta(batch, "embedder", e.name)
+        return fingerprint
 
-    def _init_layers(self, dim: int) -> None:
+    def _init_layers(self, dim: int, fingerprint: str) -> None:
         if self._layers:
             return
         self.dim = dim
-        self.fingerprint = self.store.meta("fingerprint") or ""
+        self.fingerprint = fingerprint
         for layer in Layer:
             idx = LayerIndex(layer, dim, self.config, self._strings)
             idx.snapshot_seq = self._seq
@@ -788,18 +790,13 @@ class Memory:
         with self._wlock:
             existing = self.store.multi_get("texthash", text_keys)
             b = self.store.batch()
-            self._ensure_dim(vecs.shape[1], b)
+            fingerprint = self._ensure_dim(vecs.shape[1], b)
             self._seq += 1
             seq = self._seq
             out: list[Any] = []
             new_rows: dict[Layer, list[tuple[Row, int]]] = {}
             seen: dict[bytes, bytes] = {}
             op_i = 0
-            fingerprint = self.fingerprint or (
-                self._embedder.fingerprint
-                if self._embedder is not None
-                else f"external-{vecs.shape[1]}"
-            )
             for i, text in enumerate(texts):
                 f = fields[i]
                 dup = existing[i] or seen.get(text_keys[i])
@@ -846,7 +843,7 @@ class Memory:
             self.store.put_meta(b, "seq", seq)
             self.store.put_meta(b, "next_label", self._next_label)
             self.store.write(b)
-            self._init_layers(vecs.shape[1])
+            self._init_layers(vecs.shape[1], fingerprint)
             with self._index_guard(new_rows):
                 for layer, items in new_rows.items():
                     rows = [r for r, _ in items]
@@ -1481,9 +1478,7 @@ class Memory:
                 ):
                     self._save_indexes(force=False)
             except Exception:  # keep the worker alive; the next round retries
-                import logging
-
-                logging.getLogger("magray").exception("background maintenance failed")
+                _LOG.exception("background maintenance failed")
 
     def _start_rebuild(self, idx: LayerIndex) -> None:
         def vectors_of(labels: np.ndarray) -> np.ndarray:
@@ -1539,8 +1534,7 @@ class Memory:
         self.store.catch_up()
         new_dim = int(self.store.meta("dim") or 0)
         if not self.dim and new_dim:
-            self.fingerprint = self.store.meta("fingerprint") or ""
-            self._init_layers(new_dim)
+            self._init_layers(new_dim, self.store.meta("fingerprint") or "")
         seq = int(self.store.meta("seq") or 0)
         if seq <= self._applied_seq:
             return 0
