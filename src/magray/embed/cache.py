@@ -35,10 +35,18 @@ _META = b"m"  # m                   -> next seq(8) + total bytes(8)
 
 
 class TierStats:
-    __slots__ = ("bytes", "entries", "evictions", "hits", "misses")
+    """Counters of one tier. Every entry of a tier has the same size, so the entry count
+    is derived from the bytes."""
 
-    def __init__(self) -> None:
-        self.hits = self.misses = self.evictions = self.bytes = self.entries = 0
+    __slots__ = ("bytes", "entry_bytes", "evictions", "hits", "misses")
+
+    def __init__(self, entry_bytes: int) -> None:
+        self.hits = self.misses = self.evictions = self.bytes = 0
+        self.entry_bytes = entry_bytes
+
+    @property
+    def entries(self) -> int:
+        return self.bytes // self.entry_bytes
 
     def as_dict(self, limit: int) -> dict[str, Any]:
         total = self.hits + self.misses
@@ -73,10 +81,10 @@ class EmbeddingCache:
         self._prefix = fingerprint + SEPARATOR
         self._l1: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self.l1 = TierStats()
-        self.l2 = TierStats()
         self._entry_bytes = dim * 4 + _ENTRY_OVERHEAD
         self._l2_entry_bytes = dim * 4 + 8 + 16 + 24 + 16
+        self.l1 = TierStats(self._entry_bytes)
+        self.l2 = TierStats(self._l2_entry_bytes)
         self._seq = 0
         if store is not None:
             self._load_meta()
@@ -102,7 +110,6 @@ class EmbeddingCache:
         while self._l1 and self.l1.bytes > self.l1_limit:
             self._l1.popitem(last=False)
             self.l1.bytes -= self._entry_bytes
-            self.l1.entries -= 1
             self.l1.evictions += 1
 
     def _l1_put(self, key: bytes, vec: np.ndarray) -> None:
@@ -113,7 +120,6 @@ class EmbeddingCache:
             return
         self._l1[key] = vec
         self.l1.bytes += self._entry_bytes
-        self.l1.entries += 1
         self._evict_l1()
 
     # -- lookups ------------------------------------------------------------------------
@@ -204,7 +210,6 @@ class EmbeddingCache:
             if not added:
                 return
             self.l2.bytes += added * self._l2_entry_bytes
-            self.l2.entries += added
             b.put(_META, self._seq.to_bytes(8, "big") + self.l2.bytes.to_bytes(8, "big"), cf)
         s.write(b, durable=False)
         if self.l2.bytes > self.l2_limit:
@@ -226,7 +231,6 @@ class EmbeddingCache:
                 b.delete(_VALUE + bytes(key), cf)
                 dropped += 1
             self.l2.bytes -= dropped * self._l2_entry_bytes
-            self.l2.entries -= dropped
             self.l2.evictions += dropped
             b.put(_META, self._seq.to_bytes(8, "big") + self.l2.bytes.to_bytes(8, "big"), cf)
         s.write(b, durable=False)
@@ -249,7 +253,6 @@ class EmbeddingCache:
             if raw is not None and len(raw) == 16:
                 self._seq = int.from_bytes(raw[:8], "big")
                 self.l2.bytes = int.from_bytes(raw[8:], "big")
-                self.l2.entries = self.l2.bytes // self._l2_entry_bytes
             elif raw is not None:
                 raise ValueError("bad cache header")
         except Exception as exc:
@@ -260,14 +263,14 @@ class EmbeddingCache:
         """Empty both tiers."""
         with self._lock:
             self._l1.clear()
-            self.l1.bytes = self.l1.entries = 0
+            self.l1.bytes = 0
         if self.store is None or self.store.read_only:
             return
         b = self.store.batch()
         b.delete_range(b"\x00", b"\xff" * 20, self.store.handle["cache"])
         self.store.write(b, durable=False)
         self._seq = 0
-        self.l2.bytes = self.l2.entries = 0
+        self.l2.bytes = 0
 
     def stats(self) -> dict[str, Any]:
         return {
