@@ -40,15 +40,27 @@ def run(tmp_path: Path) -> Callable[..., Result]:
         }
     )
 
+    # A working directory of its own: a path the command mistook for a relative one lands
+    # here, never in the project tree.
+    work = tmp_path / "cwd"
+    work.mkdir()
+
     def call(
         *args: str,
         input: str | None = None,
         extra_env: dict[str, str] | None = None,
         timeout: float = 120,
+        cwd: Path | None = None,
     ) -> Result:
         e = dict(env, **(extra_env or {}))
         proc = subprocess.run(
-            [str(BIN), *args], capture_output=True, text=True, env=e, input=input, timeout=timeout
+            [str(BIN), *args],
+            capture_output=True,
+            text=True,
+            env=e,
+            input=input,
+            timeout=timeout,
+            cwd=cwd or work,
         )
         return Result(proc)
 

@@ -9,11 +9,12 @@ RocksDB) load inside the commands that need them, so ``magray --help`` stays ins
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from magray.cli.common import Ctx, fail_line
+from magray.cli.common import Ctx, UserPath, fail_line
 from magray.cli.memory import memory
 from magray.cli.models import models
 from magray.cli.system import config, gpu, health, metrics, performance, status, warmup
@@ -28,24 +29,29 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option(
     "--store",
     "store",
+    type=UserPath(),
     metavar="PATH",
     help="Store directory (default: MAGRAY_HOME or the user data dir).",
 )
 @click.option(
-    "--config", "config_file", metavar="FILE", help="Settings file (default: `magray config path`)."
+    "--config",
+    "config_file",
+    type=UserPath(),
+    metavar="FILE",
+    help="Settings file (default: `magray config path`).",
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
-@click.option("--log-file", metavar="FILE", help="Also write logs to FILE.")
+@click.option("--log-file", type=UserPath(), metavar="FILE", help="Also write logs to FILE.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.pass_context
 def cli(
     ctx: click.Context,
-    store: str | None,
-    config_file: str | None,
+    store: Path | None,
+    config_file: Path | None,
     log_format: str | None,
-    log_file: str | None,
+    log_file: Path | None,
     verbose: int,
     quiet: bool,
     debug: bool,
@@ -67,8 +73,13 @@ def cli(
     elif verbose:
         level = "debug" if verbose > 1 else "info"
     ctx.obj = Ctx(
-        flags={"store": store, "log_format": log_format, "log_file": log_file, "log_level": level},
-        config_file=config_file,
+        flags={
+            "store": None if store is None else str(store),
+            "log_format": log_format,
+            "log_file": None if log_file is None else str(log_file),
+            "log_level": level,
+        },
+        config_file=None if config_file is None else str(config_file),
     )
 
 

@@ -86,3 +86,19 @@ def _jsonable(value: Any) -> Any:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+
+
+class UserPath(click.Path):
+    """A path argument with a leading ``~`` expanded, as the shell does for a bare word:
+    a quoted ``"~/x"`` or ``--opt=~/x`` reaches us unexpanded, and taken literally it
+    would make a directory named ``~`` in the working directory."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        from pathlib import Path
+
+        super().__init__(path_type=Path, **kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            value = os.path.expanduser(value)
+        return super().convert(value, param, ctx)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from magray.cli.common import Ctx, console, emit_fields, emit_json, json_option
+from magray.cli.common import Ctx, UserPath, console, emit_fields, emit_json, json_option
 
 LAYERS = ["interact", "insights", "assets"]
 
@@ -81,9 +81,7 @@ def memory() -> None:
 
 @memory.command()
 @click.argument("text", required=False)
-@click.option(
-    "--file", "file", type=click.Path(path_type=Path), help="Bulk add from .jsonl or .txt."
-)
+@click.option("--file", "file", type=UserPath(), help="Bulk add from .jsonl or .txt.")
 @click.option(
     "--split",
     type=click.Choice(["line", "paragraph"]),
@@ -526,7 +524,7 @@ def _backups_dir(ctx: Ctx) -> Path:
 
 
 @memory.command()
-@click.argument("dest", required=False, type=click.Path(path_type=Path))
+@click.argument("dest", required=False, type=UserPath())
 @json_option
 @click.pass_obj
 def backup(ctx: Ctx, dest: Path | None, as_json: bool) -> None:
@@ -540,7 +538,7 @@ def backup(ctx: Ctx, dest: Path | None, as_json: bool) -> None:
 
 
 @memory.command()
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=UserPath())
 @json_option
 @click.pass_obj
 def restore(ctx: Ctx, src: Path, as_json: bool) -> None:
@@ -588,7 +586,7 @@ def list_backups(ctx: Ctx, as_json: bool) -> None:
 
 
 @memory.command()
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=UserPath())
 @click.option("--vectors", is_flag=True, help="Include vectors.")
 @json_option
 @click.pass_obj
@@ -601,7 +599,7 @@ def export(ctx: Ctx, file: Path, vectors: bool, as_json: bool) -> None:
 
 
 @memory.command(name="import")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=UserPath())
 @json_option
 @click.pass_obj
 def import_(ctx: Ctx, file: Path, as_json: bool) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from magray.cli.common import emit_fields, emit_json, json_option
+from magray.cli.common import UserPath, emit_fields, emit_json, json_option
 
 
 @click.group()
@@ -46,7 +46,7 @@ def pull(name: str, force: bool, as_json: bool) -> None:
 
 
 @models.command(name="import")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=UserPath())
 @click.option("--name", help="Install under this name (default: the directory's name).")
 @json_option
 def import_(directory: Path, name: str | None, as_json: bool) -> None:

@@ -204,7 +204,8 @@ def configure(
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     handlers: list[logging.Handler] = []
     if file is not None:
-        handlers.append(logging.FileHandler(os.fspath(file), mode="a", encoding="utf-8"))
+        path = os.path.expanduser(os.fspath(file))
+        handlers.append(logging.FileHandler(path, mode="a", encoding="utf-8"))
     if stream is not None or file is None:
         handlers.append(logging.StreamHandler(stream if stream is not None else sys.stderr))
     for h in handlers:
