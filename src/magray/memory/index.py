@@ -385,8 +385,23 @@ class LayerIndex:
         return np.flatnonzero(mask)
 
     def search(self, query: np.ndarray, k: int, f: Filter | None) -> tuple[np.ndarray, np.ndarray]:
-        """Up to k (labels, cosine scores) best first; exact where the graph is absent,
-        the filter is selective, or the layer is small."""
+        """(labels, cosine scores) best first: the k best, plus every record that ties
+        with the k-th score, so that the caller can give ties to the older record (the
+        kernels and the graph break ties by position, which is not age). Exact where the
+        graph is absent, the filter is selective, or the layer is small.
+
+        One more than k is fetched; while the last one fetched still ties with the k-th,
+        the fetch doubles, up to the whole layer.
+        """
+        want = k + 1
+        while True:
+            labels, scores = self._search(query, want, f)
+            if len(labels) < want or scores[-1] < scores[k - 1] or want >= self.count:
+                return labels, scores
+            want = min(self.count, want * 2)
+
+    def _search(self, query: np.ndarray, k: int, f: Filter | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k (labels, cosine scores) best first."""
         from magray.kernels import topk
 
         with _Read(self._rw):
