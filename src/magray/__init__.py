@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from magray.errors import (
     BackupError,
     CorruptStoreError,
+    DiskFullError,
     EmbedderMismatchError,
     InvalidInputError,
     MagrayError,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackupError",
     "CorruptStoreError",
+    "DiskFullError",
     "EmbedderMismatchError",
     "Hit",
     "ImportReport",

@@ -152,6 +152,16 @@ class App:
 
         return self.container(read_only, reembed, embed).resolve(Memory)
 
+    def searcher(self) -> Any:
+        """The Memory a search uses: writable, so that hits count as accesses, or a
+        read-only view when the store sits on read-only media (a mounted backup)."""
+        import os
+
+        path = self.store_path()
+        if (path / "db").is_dir() and os.statvfs(path).f_flag & os.ST_RDONLY:
+            return self.memory(read_only=True)
+        return self.memory()
+
     def embedder(self) -> Any:
         return self.container(read_only=True).resolve(EMBEDDER)
 

@@ -7,6 +7,7 @@
     │   └── ModelDownloadError                a download that failed or did not verify
     └── StoreError                            the store as a whole
         ├── StoreLockedError                  another process writes to this store
+        ├── DiskFullError                     no space left where the store lives
         ├── ReadOnlyError                     a write on a store opened read_only=True
         ├── EmbedderMismatchError             the store's vectors come from another model
         ├── CorruptStoreError                 data that fails its checks
@@ -16,6 +17,8 @@ Each message names the problem and the fix.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class MagrayError(Exception):
@@ -53,6 +56,12 @@ class StoreLockedError(StoreError):
         self.pid = pid
 
 
+class DiskFullError(StoreError):
+    """A write failed because the file system holding the store is full. Nothing that was
+    acknowledged is lost; free space and retry (after a failed write the store must be
+    closed and opened again)."""
+
+
 class ReadOnlyError(StoreError):
     """A write was attempted on a store opened with read_only=True."""
 
@@ -67,3 +76,30 @@ class CorruptStoreError(StoreError):
 
 class BackupError(StoreError):
     """A backup is damaged, incomplete or not a magray backup."""
+
+
+def storage_error(exc: BaseException, path: object, action: str) -> StoreError:
+    """The StoreError for a failed database or file operation on the store at path.
+
+    The binding raises plain Exceptions whose text carries RocksDB's status; OSError
+    carries an errno. A full device gives DiskFullError, read-only media a StoreError
+    that says so, anything else a StoreError with the cause.
+    """
+    if isinstance(exc, StoreError):
+        return exc
+    msg = str(exc)
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "No space left on device" in msg:
+        return DiskFullError(
+            f"{action} failed: no space left on the device holding {path}; free space "
+            "there, then open the store again (nothing acknowledged was lost)"
+        )
+    if code == errno.EROFS or "Read-only file system" in msg:
+        return StoreError(
+            f"{action} failed: {path} is on a read-only file system; open it with "
+            "read_only=True, or move the store to writable storage"
+        )
+    return StoreError(
+        f"{action} failed for the store at {path}: {msg}; check the device and its "
+        "permissions, then open the store again"
+    )

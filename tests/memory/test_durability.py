@@ -403,7 +403,7 @@ def test_import_skips_repeated_ids_and_bad_values(store_path: Path, tmp_path: Pa
     other = dict(line, text="a different text under the same id")
     bad = [
         dict(line, id=None, text="t1", created_at=-1),
-        dict(line, id=None, text="t2", vector=[0, 0]),
+        dict(line, id=None, text="t2", vector=[1, "x"]),
         dict(line, id=None, text="t3", access_count=2**70),
         dict(line, id=None, text="t4", vector=5),
     ]

@@ -347,7 +347,7 @@ def search(
     """Search all layers (or --layer ones) for QUERY."""
     if not query.strip():
         raise click.BadParameter("the query is empty; pass some words", param_hint="QUERY")
-    mem = ctx.app().memory()
+    mem = ctx.app().searcher()
     hits = mem.search(
         query,
         k=k,

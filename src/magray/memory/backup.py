@@ -193,19 +193,28 @@ def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None 
 
 
 def _jsonable(value: Any) -> Any:
+    """Metadata as JSON: bytes become ``{"$bytes": base64}``; a dict that could be read
+    as such a wrapper (its only key is ``$bytes`` or ``$dict``) is wrapped itself as
+    ``{"$dict": {...}}``, so every value reads back as it was written."""
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode()}
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        inner = {k: _jsonable(v) for k, v in value.items()}
+        return {"$dict": inner} if set(value) in _WRAPPERS else inner
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+_WRAPPERS = ({"$bytes"}, {"$dict"})
 
 
 def _from_json(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"$bytes"}:
             return base64.b64decode(value["$bytes"])
+        if set(value) == {"$dict"} and isinstance(value["$dict"], dict):
+            return {k: _from_json(v) for k, v in value["$dict"].items()}
         return {k: _from_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_json(v) for v in value]
@@ -324,9 +333,16 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
             arr = np.asarray(vector, dtype=np.float32)
         except (TypeError, ValueError):
             raise InvalidInputError("vector must be a list of numbers") from None
-        if arr.ndim != 1 or not np.isfinite(arr).all() or not arr.any():
-            raise InvalidInputError("vector must be a flat list of finite numbers, not all zero")
-        vector = arr
+        if arr.ndim != 1 or not np.isfinite(arr).all():
+            raise InvalidInputError("vector must be a flat list of finite numbers")
+        # An all-zero vector has no direction (older magray stored such vectors for
+        # texts its model could not represent): the text is embedded again instead.
+        vector = arr if arr.any() else None
+    if vector is None and mem._embedder is None:
+        raise InvalidInputError(
+            "the line has no usable vector and this store has no embedder; export with "
+            "vectors=True, or open the store with an embedder"
+        )
     return rec, vector
 
 

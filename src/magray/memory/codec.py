@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from magray.errors import CorruptStoreError
 from magray.memory import ids
 from magray.memory.record import Layer, Record
 from magray.memory.store import pack, u64, unpack
@@ -163,8 +164,15 @@ def vector_bytes(v: np.ndarray) -> bytes:
 
 
 def vectors_from(raws: list[bytes | None], dim: int) -> np.ndarray:
+    """Stored vectors as float32 ``(len(raws), dim)``; a missing one is a zero row.
+    Raises CorruptStoreError for a value that is not ``dim`` float32 values."""
     out = np.zeros((len(raws), dim), np.float32)
     for i, raw in enumerate(raws):
         if raw is not None:
+            if len(raw) != 4 * dim:
+                raise CorruptStoreError(
+                    f"a stored vector has {len(raw)} bytes, the store's {dim}-d vectors "
+                    f"{4 * dim}; run `magray health`, or restore a backup"
+                )
             out[i] = np.frombuffer(raw, np.float32)
     return out

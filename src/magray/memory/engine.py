@@ -39,9 +39,11 @@ from magray.errors import (
     CorruptStoreError,
     EmbedderMismatchError,
     InvalidInputError,
+    MagrayError,
     NotFoundError,
     ReadOnlyError,
     StoreError,
+    storage_error,
 )
 from magray.memory import ids as idcodec
 from magray.memory.codec import (
@@ -58,9 +60,23 @@ from magray.memory.codec import (
 from magray.memory.index import Filter, Interner, LayerIndex, Row
 from magray.memory.lock import WriterLock
 from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Move, Record
-from magray.memory.store import SCHEMA_VERSION, Store, pack, read_u64, u64, unpack
+from magray.memory.store import (
+    SCHEMA_VERSION,
+    Store,
+    pack,
+    read_u64,
+    u64,
+    unpack,
+)
+from magray.memory.texthash import TextHolders
 
 _UNSET: Any = object()
+
+
+class _NothingToWrite(Exception):
+    """Raised inside Memory._writing when the batch turned out to have nothing to do."""
+
+
 _LOG = logging.getLogger("magray.memory")
 Clock = Callable[[], float]
 
@@ -73,6 +89,32 @@ def default_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("magray", appauthor=False))
+
+
+def _check_keys(value: Any, where: str) -> None:
+    """Every dict key in value (nested in dicts and lists) is a str: JSON, and so export,
+    the CLI and the server, keeps no other kind of key."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(
+                    f"{where} has the key {key!r} ({type(key).__name__}); metadata keys "
+                    f"must be str: use {str(key)!r}"
+                )
+            _check_keys(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_keys(item, f"{where}[{i}]")
+
+
+def _give_direction(texts: Sequence[str], vecs: np.ndarray) -> None:
+    """Replace zero rows of vecs (in place) by their texts' fallback directions."""
+    zero = ~vecs.any(axis=1)
+    if zero.any():
+        from magray.embed.base import fallback_directions
+
+        rows = np.flatnonzero(zero)
+        vecs[rows] = fallback_directions([texts[int(i)] for i in rows], vecs.shape[1])
 
 
 @functools.cache
@@ -92,6 +134,12 @@ class _Pending:
     def __init__(self) -> None:
         self.count = 0
         self.last = 0.0
+
+    def merge(self, other: _Pending) -> _Pending:
+        """Add other's statistics to these (a failed write hands them back)."""
+        self.count += other.count
+        self.last = max(self.last, other.last)
+        return self
 
     def apply(self, rec: StoredRecord) -> None:
         """Fold these statistics into rec (before it is written)."""
@@ -135,6 +183,7 @@ class Memory:
         self._caches: dict[str, Any] = {}
         self._metrics: Any = None
         self._timers: dict[str, Any] = {}
+        self._layers: dict[Layer, LayerIndex] = {}
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -148,6 +197,12 @@ class Memory:
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {path}: {exc.strerror}") from exc
             if not os.access(path, os.W_OK):
+                if os.statvfs(path).f_flag & os.ST_RDONLY:
+                    raise StoreError(
+                        f"store directory {path} is on a read-only file system; open it "
+                        "with read_only=True (the CLI's list, get, search, stats and "
+                        "export do), or copy it to writable storage"
+                    )
                 raise StoreError(f"store directory {path} is not writable; fix its permissions")
             self._lock = WriterLock(path)
             self._lock.acquire()
@@ -156,10 +211,9 @@ class Memory:
                 path, read_only=read_only, secondary_path=self._secondary, sync=config.sync_writes
             )
             self._init_meta(reembed)
-            self._layers: dict[Layer, LayerIndex] = {}
             if self.dim:
                 self._open_indexes()
-        except BaseException:
+        except BaseException as exc:
             # Close what was opened: the exception (and its traceback) may outlive us.
             store = getattr(self, "store", None)
             if store is not None:
@@ -168,6 +222,15 @@ class Memory:
                 except Exception:
                     pass
             self._release()
+            if isinstance(exc, Exception) and not isinstance(exc, MagrayError):
+                # Whatever a crash, a full disk or read-only media left behind, opening
+                # answers with a MagrayError that says what to do.
+                if isinstance(exc, OSError):
+                    raise storage_error(exc, path, "opening the store") from exc
+                raise CorruptStoreError(
+                    f"cannot open the store at {path}: {type(exc).__name__}: {exc}; run "
+                    "`magray health`, or restore a backup"
+                ) from exc
             raise
         if not read_only:
             self._worker = threading.Thread(
@@ -192,6 +255,11 @@ class Memory:
                 f"store at {self.path} has schema {version}, this magray reads {SCHEMA_VERSION}; "
                 "use a matching magray version, or export and re-import"
             )
+        if s.meta("reembed_commit") is not None and not self.read_only:
+            # A re-embed was interrupted while it moved its vectors into place: finish.
+            from magray.memory.lifecycle import finish_reembed
+
+            finish_reembed(self)
         self.dim: int = int(s.meta("dim") or 0)
         self.fingerprint: str = s.meta("fingerprint") or ""
         self._seq: int = int(s.meta("seq") or 0)
@@ -210,8 +278,11 @@ class Memory:
         self._reembed_target = e.fingerprint
 
     def _open_indexes(self) -> None:
+        """Load each layer's snapshot (or rebuild it from the store), publish the complete
+        table in one assignment, then catch up from the oplog."""
         root = self.path / "index"
         replay_from = self._seq
+        layers: dict[Layer, LayerIndex] = {}
         for layer in Layer:
             try:
                 idx = LayerIndex.load(
@@ -224,8 +295,9 @@ class Memory:
                     # Newer than the store (its last writes were not synced): never load it.
                     (root / layer.value / "current").unlink(missing_ok=True)
                 idx = self._index_from_store(layer)
-            self._layers[layer] = idx
+            layers[layer] = idx
             replay_from = min(replay_from, idx.snapshot_seq)
+        self._layers = layers
         self._replay(replay_from)
         for idx in self._layers.values():
             if idx.needs_graph():
@@ -244,9 +316,11 @@ class Memory:
             vecs = self.store.multi_get("vectors", batch_ids)
             rows, keep = [], []
             for i, (rid, raw) in enumerate(zip(batch_ids, raws)):
-                if raw is None or vecs[i] is None:
+                if raw is None:
                     continue
                 rec = StoredRecord.decode(rid, raw)
+                if not self._indexable(rec, vecs[i]):
+                    continue
                 rows.append(self._row(rec))
                 keep.append(i)
             if rows:
@@ -306,10 +380,28 @@ class Memory:
             if rec is None or rec.layer != layer or rec.label != label:
                 continue
             if op[0] == OP_ADD:
-                if rid in vecs:
+                if self._indexable(rec, vecs.get(rid)):
                     idx.add([self._row(rec)], vectors_from([vecs[rid]], self.dim))
             else:
                 idx.update_columns(self._row(rec))
+
+    def _indexable(self, rec: StoredRecord, vec: bytes | None) -> bool:
+        """Whether a stored vector belongs in this store's indexes: it exists, and comes
+        from the store's model at its dimension. Only a re-embed interrupted while it
+        moved vectors into place leaves others, seen by a read-only view (the next
+        writable open finishes the move); they are left out, never mixed in."""
+        if vec is None:
+            return False
+        if rec.fingerprint == self.fingerprint and len(vec) == 4 * self.dim:
+            return True
+        _LOG.warning(
+            "record %s has a vector of another model (%s, %d bytes); not indexed until the "
+            "re-embed that wrote it is finished by a writable open",
+            idcodec.encode(rec.raw_id),
+            rec.fingerprint,
+            len(vec),
+        )
+        return False
 
     def _row(self, rec: StoredRecord) -> Row:
         return Row(
@@ -326,7 +418,6 @@ class Memory:
 
     def attach_metrics(self, metrics: Any) -> None:
         """Record latencies of add, search and embed in a magray.ops.metrics.Metrics."""
-        self._metrics = metrics
         self._timers = {
             "add": metrics.histogram("add_seconds", "add_many latency (seconds)"),
             "search": metrics.histogram("search_seconds", "search latency (seconds)"),
@@ -341,6 +432,7 @@ class Memory:
             "embedded": metrics.counter("texts_embedded", "texts run through the model"),
             "cache_hits": metrics.counter("cache_hits", "embeddings served from the cache"),
         }
+        self._metrics = metrics  # last: _count reads the counters once this is set
 
     def _log(self, op: str, seconds: float, ids: Any = (), **fields: Any) -> None:
         """One structured INFO line per operation: duration and ids, never full texts."""
@@ -421,21 +513,37 @@ class Memory:
             self._close_locked()
 
     def _close_locked(self) -> None:
+        """Each step runs even if an earlier one failed (a full disk fails them all), so
+        every handle and the lock are released; then the first failure is raised as a
+        StoreError. Nothing acknowledged depends on these steps."""
+        errors: list[BaseException] = []
+        steps: list[Callable[[], None]] = []
+        if not self.read_only:
+            steps = [self._wait_builds, self._flush_access, self._save_all, self._persist_metrics]
+        steps.append(self._shutdown_pool)
+        steps.append(self.store.close)
+        self._closed = True
         try:
-            if not self.read_only:
-                for idx in getattr(self, "_layers", {}).values():
-                    idx.wait_rebuilt()
-                self._flush_access()
-                self._save_indexes(force=True)
-                self._persist_metrics()
+            for step in steps:
+                try:
+                    step()
+                except Exception as exc:
+                    errors.append(exc)
         finally:
-            self._closed = True
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-            try:
-                self.store.close()
-            finally:
-                self._release()
+            self._release()
+        if errors:
+            raise storage_error(errors[0], self.path, "closing the store") from errors[0]
+
+    def _wait_builds(self) -> None:
+        for idx in self._layers.values():
+            idx.wait_rebuilt()
+
+    def _save_all(self) -> None:
+        self._save_indexes(force=True)
+
+    def _shutdown_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -559,6 +667,7 @@ class Memory:
             return {}
         if not isinstance(metadata, dict):
             raise InvalidInputError(f"metadata must be a dict, not {type(metadata).__name__}")
+        _check_keys(metadata, "metadata")
         try:
             msgpack.packb(metadata, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -593,39 +702,51 @@ class Memory:
             raise InvalidInputError("embed takes a sequence of texts; wrap one text in a list")
         return self._embed([self._text(t, f"texts[{i}]") for i, t in enumerate(texts)], query=query)
 
-    def _embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
-        """Vectors for texts through the embedding cache (L1, then the store's L2)."""
+    def _embed(
+        self, texts: Sequence[str], *, query: bool = False, migrating: bool = False
+    ) -> np.ndarray:
+        """Unit vectors for texts through the embedding cache (L1, then the store's L2).
+
+        A text the model maps to the zero vector (nothing it can represent: emoji or
+        punctuation alone, for the hash embedder) gets its fixed fallback direction
+        (:func:`magray.embed.base.fallback_directions`), so whatever is stored can be
+        found by its own text, exported and imported. ``migrating``: vectors for a
+        re-embed into this embedder, whose fingerprint is not yet the store's.
+        """
         e = self._embedder
         if e is None:
             raise InvalidInputError(
                 "this store has no embedder (opened with embedder=None): pass vector= / "
                 "vectors=, or open it with an embedder to use text"
             )
-        if self._reembed_target is not None and self._reembed_target != self.fingerprint:
+        if not migrating and self.dim and e.fingerprint != self.fingerprint:
             raise EmbedderMismatchError(
-                "the store is being converted to a new embedder; finish with mem.reembed() first"
+                f"the store's vectors come from {self.fingerprint}, and {e.name} is the model "
+                "a re-embed is converting it to; finish with mem.reembed() first, or open "
+                "the store with its own model"
             )
         cache = self._cache_for(query)
         out: np.ndarray
         t_cache = time.perf_counter()
         out, missing, keys = cache.get_many(texts)
         self._observe("cache", time.perf_counter() - t_cache)
-        if not missing:
-            self._count("cache_hits", len(texts))
-            return out
-        todo = [texts[i] for i in missing]
         self._count("cache_hits", len(texts) - len(missing))
-        embed = getattr(e, "embed_query", None) if query else None
-        t0 = time.perf_counter()
-        vecs = np.asarray((embed or e.embed)(todo), dtype=np.float32)
-        self._observe("embed", time.perf_counter() - t0)
-        self._count("embedded", len(todo))
-        if vecs.shape != (len(todo), e.dim):
-            raise StoreError(
-                f"embedder {e.name} returned shape {vecs.shape}, expected {(len(todo), e.dim)}"
-            )
-        out[missing] = vecs
-        cache.put_many([keys[i] for i in missing], vecs)
+        if missing:
+            todo = [texts[i] for i in missing]
+            embed = getattr(e, "embed_query", None) if query else None
+            t0 = time.perf_counter()
+            vecs = np.asarray((embed or e.embed)(todo), dtype=np.float32)
+            self._observe("embed", time.perf_counter() - t0)
+            self._count("embedded", len(todo))
+            if vecs.shape != (len(todo), e.dim):
+                raise StoreError(
+                    f"embedder {e.name} returned shape {vecs.shape}, expected {(len(todo), e.dim)}"
+                )
+            _give_direction(todo, vecs)
+            out[missing] = vecs
+            cache.put_many([keys[i] for i in missing], vecs)
+        else:
+            _give_direction(texts, out)  # entries cached before the rule existed
         return out
 
     def _cache_for(self, query: bool) -> Any:
@@ -638,15 +759,18 @@ class Memory:
         key = "query" if distinct else "doc"
         cache = self._caches.get(key)
         if cache is None:
-            fp = e.fingerprint + ("/query" if distinct else "")
-            cache = EmbeddingCache(
-                fp,
-                e.dim,
-                store=self.store,
-                l1_bytes=getattr(self, "_cache_l1", self.config.cache_l1_bytes),
-                l2_bytes=self.config.cache_l2_bytes,
-            )
-            self._caches[key] = cache
+            with self._access_lock:  # two first embeds must not make two caches
+                cache = self._caches.get(key)
+                if cache is None:
+                    fp = e.fingerprint + ("/query" if distinct else "")
+                    cache = EmbeddingCache(
+                        fp,
+                        e.dim,
+                        store=self.store,
+                        l1_bytes=getattr(self, "_cache_l1", self.config.cache_l1_bytes),
+                        l2_bytes=self.config.cache_l2_bytes,
+                    )
+                    self._caches[key] = cache
         return cache
 
     def _ensure_dim(self, dim: int, batch: Any) -> str:
@@ -663,14 +787,19 @@ class Memory:
         return fingerprint
 
     def _init_layers(self, dim: int, fingerprint: str) -> None:
+        """The first vectors of a store: empty layer indexes of that dimension. The table
+        is complete before it is published (one assignment), so a search racing the
+        first add sees no layers or all three, never a table being filled."""
         if self._layers:
             return
-        self.dim = dim
-        self.fingerprint = fingerprint
+        layers = {}
         for layer in Layer:
             idx = LayerIndex(layer, dim, self.config, self._strings)
             idx.snapshot_seq = self._seq
-            self._layers[layer] = idx
+            layers[layer] = idx
+        self.dim = dim
+        self.fingerprint = fingerprint
+        self._layers = layers
 
     # -- adding --------------------------------------------------------------------------
 
@@ -788,61 +917,59 @@ class Memory:
         if text_keys is None:
             text_keys = self._text_keys(texts, [f["layer"] for f in fields])
         with self._wlock:
-            existing = self.store.multi_get("texthash", text_keys)
-            b = self.store.batch()
-            fingerprint = self._ensure_dim(vecs.shape[1], b)
-            self._seq += 1
-            seq = self._seq
-            out: list[Any] = []
+            holders = TextHolders(self.store)
+            holders.load(text_keys)
             new_rows: dict[Layer, list[tuple[Row, int]]] = {}
-            seen: dict[bytes, bytes] = {}
-            op_i = 0
-            for i, text in enumerate(texts):
-                f = fields[i]
-                dup = existing[i] or seen.get(text_keys[i])
-                if dup is not None:
-                    if touch:
-                        self._touch(bytes(dup), now)
-                        out.append(idcodec.encode(bytes(dup)))
+            out: list[Any] = []
+            with self._writing() as (b, seq):
+                fingerprint = self._ensure_dim(vecs.shape[1], b)
+                op_i = 0
+                for i, text in enumerate(texts):
+                    f = fields[i]
+                    # An import keeps every record it is given (ids decide what is new);
+                    # add() turns a text its layer already holds into an access.
+                    dup = holders.first(text_keys[i]) if keep is None else None
+                    if dup is not None:
+                        if touch:
+                            self._touch(dup, now)
+                            out.append(idcodec.encode(dup))
+                        else:
+                            out.append(None)
+                        continue
+                    if not vecs[i].any():
+                        # The text was a duplicate when its vector was skipped, and the
+                        # original has gone since (deleted or moved): embed it now.
+                        vecs[i] = self._embed([text])[0]
+                    kept = keep[i] if keep is not None else None
+                    rid = kept.raw_id if kept is not None else idcodec.new_id(int(now * 1000))
+                    label = self._next_label
+                    self._next_label += 1
+                    if kept is not None:
+                        rec = kept
+                        rec.label = label
+                        rec.fingerprint = fingerprint
                     else:
-                        out.append(None)
-                    continue
-                if not vecs[i].any():
-                    # The text was a duplicate when its vector was skipped, and the original
-                    # has gone since (deleted or moved): embed it now.
-                    vecs[i] = self._embed([text])[0]
-                kept = keep[i] if keep is not None else None
-                rid = kept.raw_id if kept is not None else idcodec.new_id(int(now * 1000))
-                label = self._next_label
-                self._next_label += 1
-                if kept is not None:
-                    rec = kept
-                    rec.label = label
-                    rec.fingerprint = fingerprint
-                else:
-                    rec = StoredRecord.create(
-                        rid, text, f, created=now, fingerprint=fingerprint, label=label
+                        rec = StoredRecord.create(
+                            rid, text, f, created=now, fingerprint=fingerprint, label=label
+                        )
+                    b.put(rid, rec.encode(), self.store.handle["records"])
+                    b.put(rid, vector_bytes(vecs[i]), self.store.handle["vectors"])
+                    b.put(
+                        layer_time_key(rec.layer, rec.created_at, rid),
+                        b"",
+                        self.store.handle["layer_time"],
                     )
-                b.put(rid, rec.encode(), self.store.handle["records"])
-                b.put(rid, vector_bytes(vecs[i]), self.store.handle["vectors"])
-                b.put(
-                    layer_time_key(rec.layer, rec.created_at, rid),
-                    b"",
-                    self.store.handle["layer_time"],
-                )
-                b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
-                b.put(text_keys[i], rid, self.store.handle["texthash"])
-                self._put_op(b, seq, op_i, [OP_ADD, rec.layer.code, label, rid])
-                op_i += 1
-                seen[text_keys[i]] = rid
-                new_rows.setdefault(rec.layer, []).append((self._row(rec), i))
-                out.append(idcodec.encode(rid))
+                    b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
+                    holders.add(text_keys[i], rid)
+                    self._put_op(b, seq, op_i, [OP_ADD, rec.layer.code, label, rid])
+                    op_i += 1
+                    new_rows.setdefault(rec.layer, []).append((self._row(rec), i))
+                    out.append(idcodec.encode(rid))
+                if not new_rows:
+                    raise _NothingToWrite
+                holders.write(b)
             if not new_rows:
-                self._seq -= 1
                 return out
-            self.store.put_meta(b, "seq", seq)
-            self.store.put_meta(b, "next_label", self._next_label)
-            self.store.write(b)
             self._init_layers(vecs.shape[1], fingerprint)
             with self._index_guard(new_rows):
                 for layer, items in new_rows.items():
@@ -853,6 +980,26 @@ class Memory:
                         self._start_rebuild(idx)
             self._applied_seq = seq
         return out
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[tuple[Any, int]]:
+        """A batch and the store sequence it will have. On leaving, the sequence and the
+        label counter are put in the batch and it is written; if building or writing it
+        fails, both counters go back, so memory never runs ahead of the store. Raising
+        _NothingToWrite inside leaves quietly without writing. Caller holds _wlock."""
+        seq0, label0 = self._seq, self._next_label
+        b = self.store.batch()
+        self._seq += 1
+        try:
+            yield b, self._seq
+            self.store.put_meta(b, "seq", self._seq)
+            self.store.put_meta(b, "next_label", self._next_label)
+            self.store.write(b)
+        except _NothingToWrite:
+            self._seq, self._next_label = seq0, label0
+        except BaseException:
+            self._seq, self._next_label = seq0, label0
+            raise
 
     # -- reading -------------------------------------------------------------------------
 
@@ -976,13 +1123,12 @@ class Memory:
                 raise EmbedderMismatchError(
                     f"query vector has dimension {q.shape[0]}, store {self.dim}"
                 )
-            if not np.any(q):
-                return []
-        if not self._layers:
+        layers = self._layers  # read once: a reopen or first add may publish a new table
+        if not layers:
             return []
         found: list[tuple[float, bytes, Layer]] = []
-        for layer, (labels, scores) in self._search_layers(chosen, q, k, flt):
-            idx = self._layers[layer]
+        for layer, (labels, scores) in self._search_layers(layers, chosen, q, k, flt):
+            idx = layers[layer]
             for label, score in zip(labels.tolist(), scores.tolist()):
                 rid = idx.id_of(label)
                 if rid is not None:
@@ -1033,16 +1179,21 @@ class Memory:
         return unit
 
     def _search_layers(
-        self, chosen: list[Layer], q: np.ndarray, k: int, flt: Filter
+        self,
+        layers: dict[Layer, LayerIndex],
+        chosen: list[Layer],
+        q: np.ndarray,
+        k: int,
+        flt: Filter,
     ) -> list[tuple[Layer, tuple[np.ndarray, np.ndarray]]]:
         """Each layer's candidates. Graph searches release the GIL, so with several large
         layers this thread and a few helpers share them out: each takes the next layer not
         yet searched, so three layers on two cores cost two searches' time, and nobody
         waits for a helper that had nothing left to do."""
-        jobs = [layer for layer in chosen if self._layers[layer].count]
-        graphs = sum(1 for layer in jobs if self._layers[layer].graph is not None)
+        jobs = [layer for layer in chosen if layers[layer].count]
+        graphs = sum(1 for layer in jobs if layers[layer].graph is not None)
         if graphs < 2 or not self.config.parallel_search or _cpus() < 2:
-            return [(layer, self._layers[layer].search(q, k, flt)) for layer in jobs]
+            return [(layer, layers[layer].search(q, k, flt)) for layer in jobs]
         todo = jobs[::-1]  # list.pop() is atomic: each layer is taken exactly once
         done: queue.SimpleQueue[tuple[Layer, Any, BaseException | None]] = queue.SimpleQueue()
 
@@ -1053,7 +1204,7 @@ class Memory:
                 except IndexError:
                     return
                 try:
-                    done.put((layer, self._layers[layer].search(q, k, flt), None))
+                    done.put((layer, layers[layer].search(q, k, flt), None))
                 except BaseException as e:  # handed to the caller's thread below
                     done.put((layer, None, e))
 
@@ -1118,13 +1269,19 @@ class Memory:
                 return
             keys = list(pending)
             b = self.store.batch()
-            for rid, raw in zip(keys, self.store.multi_get("records", keys)):
-                if raw is None:
-                    continue
-                rec = StoredRecord.decode(rid, raw)
-                pending[rid].apply(rec)
-                b.put(rid, rec.encode(), self.store.handle["records"])
-            self.store.write(b, durable=False)
+            try:
+                for rid, raw in zip(keys, self.store.multi_get("records", keys)):
+                    if raw is None:
+                        continue
+                    rec = StoredRecord.decode(rid, raw)
+                    pending[rid].apply(rec)
+                    b.put(rid, rec.encode(), self.store.handle["records"])
+                self.store.write(b, durable=False)
+            except BaseException:
+                with self._access_lock:  # not written: keep them for the next flush
+                    for rid, p in pending.items():
+                        self._pending[rid] = p.merge(self._pending.get(rid, _Pending()))
+                raise
 
     # -- changing ----------------------------------------------------------------------------
 
@@ -1160,11 +1317,12 @@ class Memory:
         new_meta = None if metadata is _UNSET else self._metadata(metadata)
         new_imp = None if importance is _UNSET else self._importance(importance)
         new_layer = None if layer is _UNSET else Layer.parse(layer)
+        changes: dict[str, Any] = {}
         if kind is not _UNSET:
-            self._kind(kind)
+            changes["kind"] = self._kind(kind)
         for name, value in (("project", project), ("session", session)):
             if value is not _UNSET:
-                self._scope(name, value)
+                changes[name] = self._scope(name, value)
         vec = None
         if vector is not None:
             vec = self._vectors(vector, 1)
@@ -1174,41 +1332,61 @@ class Memory:
             rec = self._load(rid)
             with self._access_lock:
                 pending = self._pending.pop(rid, None)
-            if pending is not None:  # folded into the record this update writes anyway
-                pending.apply(rec)
-            now = self._clock()
-            b = self.store.batch()
-            self._seq += 1
-            seq = self._seq
-            old_layer, old_label = rec.layer, rec.label
-            from magray.kernels import hash128
+            try:
+                rec_after = self._update_locked(
+                    rec, pending, new_text, new_tags, new_meta, new_imp, new_layer, vec, changes
+                )
+            except BaseException:
+                if pending is not None:  # the write failed: keep the statistics for later
+                    with self._access_lock:
+                        self._pending.setdefault(rid, _Pending()).merge(pending)
+                raise
+            self._log("update", time.perf_counter() - t0, [idcodec.encode(rid)])
+            return rec_after
 
+    def _update_locked(
+        self,
+        rec: StoredRecord,
+        pending: _Pending | None,
+        new_text: str | None,
+        new_tags: tuple[str, ...] | None,
+        new_meta: dict[str, Any] | None,
+        new_imp: float | None,
+        new_layer: Layer | None,
+        vec: np.ndarray | None,
+        changes: dict[str, Any],
+    ) -> Record:
+        from magray.kernels import hash128
+
+        rid = rec.raw_id
+        if pending is not None:  # folded into the record this update writes anyway
+            pending.apply(rec)
+        now = self._clock()
+        old_layer, old_label = rec.layer, rec.label
+        moved = new_layer is not None and new_layer != rec.layer
+        reindex = moved or vec is not None
+        with self._writing() as (b, seq):
+            holders = TextHolders(self.store)
             if new_text is not None and new_text != rec.text:
-                old_key = text_key(rec.layer, hash128(rec.text))
-                if self.store.get("texthash", old_key) == rid:
-                    b.delete(old_key, self.store.handle["texthash"])
+                holders.remove(text_key(rec.layer, hash128(rec.text)), rid)
                 rec.text = new_text
+                holders.add(text_key(rec.layer, hash128(rec.text)), rid)
             if new_tags is not None:
                 rec.tags = new_tags
             if new_meta is not None:
                 rec.metadata = new_meta
             if new_imp is not None:
                 rec.importance = new_imp
-            if kind is not _UNSET:
-                rec.kind = kind
-            if project is not _UNSET:
-                rec.project = project
-            if session is not _UNSET:
-                rec.session = session
+            for name, value in changes.items():
+                setattr(rec, name, value)
             rec.updated_at = now
-            moved = new_layer is not None and new_layer != rec.layer
-            reindex = moved or vec is not None
-            ops: list[list[Any]] = []
             if moved:
                 assert new_layer is not None
-                self._move_keys(b, rec, new_layer, now, "update")
+                self._move_keys(b, holders, rec, new_layer, now, "update")
             if vec is not None:
                 b.put(rid, vector_bytes(vec[0]), self.store.handle["vectors"])
+                # A re-embed in progress staged a vector of the old text: stage anew.
+                b.delete(rid, self.store.handle["staged"])
             if reindex:
                 if not moved:
                     label = self._next_label
@@ -1222,42 +1400,36 @@ class Memory:
                 ]
             else:
                 ops = [[OP_META, rec.layer.code, rec.label, rid]]
-            if not moved:  # a move has set the target layer's text key already
-                tkey = text_key(rec.layer, hash128(rec.text))
-                if self.store.get("texthash", tkey) is None:
-                    b.put(tkey, rid, self.store.handle["texthash"])
+            holders.write(b)
             b.put(rid, rec.encode(), self.store.handle["records"])
             for i, op in enumerate(ops):
                 self._put_op(b, seq, i, op)
-            self.store.put_meta(b, "seq", seq)
-            self.store.put_meta(b, "next_label", self._next_label)
-            self.store.write(b)
-            with self._index_guard({old_layer, rec.layer}):
-                if reindex:
-                    self._layers[old_layer].remove([old_label])
-                    vecs = (
-                        vec
-                        if vec is not None
-                        else vectors_from([self.store.get("vectors", rid)], self.dim)
-                    )
-                    self._layers[rec.layer].add([self._row(rec)], vecs)
-                else:
-                    self._layers[rec.layer].update_columns(self._row(rec))
-            self._applied_seq = seq
-            self._log("update", time.perf_counter() - t0, [idcodec.encode(rid)], reindexed=reindex)
-            return self._to_record(rec)
+        with self._index_guard({old_layer, rec.layer}):
+            if reindex:
+                self._layers[old_layer].remove([old_label])
+                vecs = (
+                    vec
+                    if vec is not None
+                    else vectors_from([self.store.get("vectors", rid)], self.dim)
+                )
+                self._layers[rec.layer].add([self._row(rec)], vecs)
+            else:
+                self._layers[rec.layer].update_columns(self._row(rec))
+        self._applied_seq = seq
+        return self._to_record(rec)
 
-    def _move_keys(self, b: Any, rec: StoredRecord, to: Layer, now: float, reason: str) -> None:
-        """Batch the key changes of moving rec to another layer (new label)."""
+    def _move_keys(
+        self, b: Any, holders: TextHolders, rec: StoredRecord, to: Layer, now: float, reason: str
+    ) -> None:
+        """Batch the key changes of moving rec to another layer (new label); its text's
+        holder entry moves with it (holders is written into b by the caller)."""
         from magray.kernels import hash128
 
         rid = rec.raw_id
         digest = hash128(rec.text)
         b.delete(layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"])
         b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
-        old_text = text_key(rec.layer, digest)
-        if self.store.get("texthash", old_text) == rid:
-            b.delete(old_text, self.store.handle["texthash"])
+        holders.remove(text_key(rec.layer, digest), rid)
         b.put(
             u64(int(now * 1000)) + rid,
             pack([rec.layer.code, to.code, reason]),
@@ -1270,10 +1442,7 @@ class Memory:
         rec.layer_since = now
         b.put(layer_time_key(to, rec.created_at, rid), b"", self.store.handle["layer_time"])
         b.put(label_key(to, label), rid, self.store.handle["labels"])
-        # Duplicate detection follows the record (unless the target layer has the text).
-        new_text = text_key(to, digest)
-        if self.store.get("texthash", new_text) is None:
-            b.put(new_text, rid, self.store.handle["texthash"])
+        holders.add(text_key(to, digest), rid)
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Delete records by id; returns how many. An unknown id raises NotFoundError and
@@ -1302,30 +1471,29 @@ class Memory:
     def _remove(self, recs: list[StoredRecord], now: float, reason: str | None) -> None:
         if not recs:
             return
-        b = self.store.batch()
-        self._seq += 1
-        seq = self._seq
         tkeys = self._text_keys([r.text for r in recs], [r.layer for r in recs])
-        owners = self.store.multi_get("texthash", tkeys)
-        for i, rec in enumerate(recs):
-            rid = rec.raw_id
-            b.delete(rid, self.store.handle["records"])
-            b.delete(rid, self.store.handle["vectors"])
-            b.delete(
-                layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"]
-            )
-            b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
-            if owners[i] == rid:
-                b.delete(tkeys[i], self.store.handle["texthash"])
-            self._put_op(b, seq, i, [OP_DEL, rec.layer.code, rec.label])
-            if reason is not None:
-                b.put(
-                    u64(int(now * 1000)) + rid,
-                    pack([rec.layer.code, None, reason]),
-                    self.store.handle["moves"],
+        holders = TextHolders(self.store)
+        holders.load(tkeys)
+        with self._writing() as (b, seq):
+            for i, rec in enumerate(recs):
+                rid = rec.raw_id
+                b.delete(rid, self.store.handle["records"])
+                b.delete(rid, self.store.handle["vectors"])
+                b.delete(rid, self.store.handle["staged"])
+                b.delete(
+                    layer_time_key(rec.layer, rec.created_at, rid),
+                    self.store.handle["layer_time"],
                 )
-        self.store.put_meta(b, "seq", seq)
-        self.store.write(b)
+                b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
+                holders.remove(tkeys[i], rid)
+                self._put_op(b, seq, i, [OP_DEL, rec.layer.code, rec.label])
+                if reason is not None:
+                    b.put(
+                        u64(int(now * 1000)) + rid,
+                        pack([rec.layer.code, None, reason]),
+                        self.store.handle["moves"],
+                    )
+            holders.write(b)
         with self._access_lock:
             for rec in recs:
                 self._pending.pop(rec.raw_id, None)
@@ -1412,22 +1580,19 @@ class Memory:
     def _apply_moves(self, planned: list[tuple[StoredRecord, Layer, str]], now: float) -> None:
         for i in range(0, len(planned), 1000):
             part = planned[i : i + 1000]
-            b = self.store.batch()
-            self._seq += 1
-            seq = self._seq
-            ops = []
             olds = []
-            for rec, to, reason in part:
-                olds.append((rec.layer, rec.label))
-                self._move_keys(b, rec, to, now, reason)
-                b.put(rec.raw_id, rec.encode(), self.store.handle["records"])
-                ops.append([OP_DEL, olds[-1][0].code, olds[-1][1]])
-                ops.append([OP_ADD, rec.layer.code, rec.label, rec.raw_id])
-            for j, op in enumerate(ops):
-                self._put_op(b, seq, j, op)
-            self.store.put_meta(b, "seq", seq)
-            self.store.put_meta(b, "next_label", self._next_label)
-            self.store.write(b)
+            with self._writing() as (b, seq):
+                holders = TextHolders(self.store)
+                ops = []
+                for rec, to, reason in part:
+                    olds.append((rec.layer, rec.label))
+                    self._move_keys(b, holders, rec, to, now, reason)
+                    b.put(rec.raw_id, rec.encode(), self.store.handle["records"])
+                    ops.append([OP_DEL, olds[-1][0].code, olds[-1][1]])
+                    ops.append([OP_ADD, rec.layer.code, rec.label, rec.raw_id])
+                holders.write(b)
+                for j, op in enumerate(ops):
+                    self._put_op(b, seq, j, op)
             # The store has moved; now the indexes (a crash here is repaired on open), one
             # remove and one add per layer.
             vecs = vectors_from(
@@ -1533,9 +1698,16 @@ class Memory:
             return 0
         self.store.catch_up()
         new_dim = int(self.store.meta("dim") or 0)
-        if not self.dim and new_dim:
-            self._init_layers(new_dim, self.store.meta("fingerprint") or "")
+        new_fingerprint = self.store.meta("fingerprint") or ""
         seq = int(self.store.meta("seq") or 0)
+        if not self.dim and new_dim:
+            self._init_layers(new_dim, new_fingerprint)
+        elif self.dim and (new_dim, new_fingerprint) != (self.dim, self.fingerprint):
+            # The writer re-embedded the store: every index here is of the old model.
+            self.dim, self.fingerprint, self._seq = new_dim, new_fingerprint, seq
+            self._open_indexes()
+            self._applied_seq = seq
+            return 1
         if seq <= self._applied_seq:
             return 0
         floor = int(self.store.meta("oplog_floor") or 0)
@@ -1544,7 +1716,6 @@ class Memory:
             # and the store instead of replaying.
             behind = seq - self._applied_seq
             self._seq = seq
-            self._layers = {}
             self._open_indexes()
             self._applied_seq = seq
             return behind
@@ -1632,14 +1803,14 @@ class Memory:
         from magray.memory.backup import export_jsonl
 
         self._check_open()
-        return export_jsonl(self, Path(path), vectors=vectors)
+        return export_jsonl(self, Path(path).expanduser(), vectors=vectors)
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> ImportReport:
         """Add the records of a JSONL export (ids kept; existing ids skipped)."""
         from magray.memory.backup import import_jsonl
 
         self._check_writable()
-        return import_jsonl(self, Path(path))
+        return import_jsonl(self, Path(path).expanduser())
 
     def reembed(
         self, progress: Callable[[int, int], None] | None = None, batch_size: int = 256

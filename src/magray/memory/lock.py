@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from magray.errors import StoreLockedError
+from magray.errors import StoreLockedError, storage_error
 
 
 class WriterLock:
@@ -18,6 +18,14 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        """Take the lock; StoreLockedError if another process holds it, and a StoreError
+        (DiskFullError on a full device) if the lock file cannot be written."""
+        try:
+            self._acquire()
+        except OSError as exc:
+            raise storage_error(exc, self.path.parent, "taking the writer lock") from exc
+
+    def _acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -33,8 +41,13 @@ class WriterLock:
                 "or open this one with read_only=True",
                 pid=pid,
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
         self._fd = fd
 
     def release(self) -> None:

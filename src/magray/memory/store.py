@@ -11,6 +11,8 @@ Column families (all keys and values are bytes):
     moves      at_ms(8) id(16)                 -> [from, to, reason]  the lifecycle log
     meta       name                            -> value    schema, dimension, fingerprint, seq
     cache      key(16)                         -> cached embedding (the embedding cache)
+    staged     id(16)                          -> float32 vector of the model a re-embed
+                                                  converts to (until it commits)
 
 Integers in keys are big-endian, so byte order is numeric order. Every multi-key change
 is one WriteBatch; ``seq`` (in meta) counts batches that change an index and is written
@@ -21,6 +23,13 @@ Options are tuned for fast open and small writes: a shared 64 MiB block cache wi
 filters for point lookups (records, vectors, labels, texthash), LZ4 for text, none for
 vectors (float32 does not compress), ``max_open_files=-1`` (no table-cache churn), two
 background jobs, and level compaction with dynamic level sizes.
+
+Failures of the database or the file system surface as StoreError subclasses, never as
+the binding's plain exceptions: DiskFullError when the device is full (see
+:func:`magray.errors.storage_error`). A store on read-only media (a mounted backup, an
+image layer) is opened from a private directory of links to its files, because the
+binding (rocksdict 0.3.29) rewrites a config file in the database directory on every
+open, read-only modes included.
 """
 
 from __future__ import annotations
@@ -45,12 +54,24 @@ from rocksdict import (
     WriteOptions,
 )
 
-from magray.errors import CorruptStoreError, StoreError
+from magray.errors import CorruptStoreError, StoreError, storage_error
 
 FORMAT = 1  # first byte of every msgpack value
 SCHEMA_VERSION = 1
 
-CFS = ("records", "vectors", "layer_time", "labels", "texthash", "oplog", "moves", "meta", "cache")
+CFS = (
+    "records",
+    "vectors",
+    "layer_time",
+    "labels",
+    "texthash",
+    "oplog",
+    "moves",
+    "meta",
+    "cache",
+    "staged",
+)
+_BINDING_CONFIG = "rocksdict-config.json"  # what the binding rewrites on every open
 
 _U64 = struct.Struct(">Q")
 
@@ -75,6 +96,16 @@ def unpack(raw: bytes) -> Any:
             "another magray version or is damaged: restore a backup"
         )
     return msgpack.unpackb(raw[1:], raw=False, strict_map_key=False)
+
+
+def _link_tree(src: Path, dest: Path) -> Path:
+    """dest: a new directory of symbolic links to src's files, less the binding's config
+    file, so that the binding can write its config there instead of on read-only media."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(src):
+        if entry.name != _BINDING_CONFIG and entry.is_file():
+            os.symlink(entry.path, dest / entry.name)
+    return dest
 
 
 def _cf_options(cache: Cache, *, compress: bool, bloom: bool) -> Options:
@@ -118,19 +149,35 @@ class Store:
             for name in CFS
         }
         access = AccessType.read_write()
-        if read_only:
-            if secondary_path is None:
-                raise StoreError("a read-only store needs a secondary path for its logs")
-            secondary_path.mkdir(parents=True, exist_ok=True)
-            access = AccessType.secondary(str(secondary_path))
+        db_path = path / "db"
+        # A fixed view of read-only media: there is no writer to catch up with.
+        self.frozen = False
         try:
-            self.db = Rdict(str(path / "db"), db_opts, column_families=families, access_type=access)
+            if read_only:
+                if secondary_path is None:
+                    raise StoreError("a read-only store needs a secondary path for its logs")
+                secondary_path.mkdir(parents=True, exist_ok=True)
+                # A store written by an older magray may lack newer (empty) families.
+                present = set(Rdict.list_cf(str(db_path)))
+                families = {k: v for k, v in families.items() if k in present}
+                if os.access(db_path, os.W_OK):
+                    access = AccessType.secondary(str(secondary_path))
+                else:
+                    db_path = _link_tree(db_path, secondary_path / "db")
+                    access = AccessType.read_only(False)
+                    self.frozen = True
+            self.db = Rdict(str(db_path), db_opts, column_families=families, access_type=access)
+        except StoreError:
+            raise
         except Exception as exc:  # rocksdict raises plain Exceptions
-            raise StoreError(
-                f"cannot open the database in {path}: {exc}; check the path and its permissions"
-            ) from exc
-        self.cf = {name: self.db.get_column_family(name) for name in CFS}
-        self.handle = {name: self.db.get_column_family_handle(name) for name in CFS}
+            err = storage_error(exc, path, "opening the database")
+            if type(err) is StoreError and "read-only" not in str(err):
+                err = StoreError(
+                    f"cannot open the database in {path}: {exc}; check the path and its permissions"
+                )
+            raise err from exc
+        self.cf = {name: self.db.get_column_family(name) for name in families}
+        self.handle = {name: self.db.get_column_family_handle(name) for name in families}
         self._write_opts = WriteOptions()
         self._write_opts.sync = sync
         self._fast_opts = WriteOptions()
@@ -142,19 +189,27 @@ class Store:
         return WriteBatch(raw_mode=True)
 
     def write(self, batch: WriteBatch, *, durable: bool = True) -> None:
-        """Apply a batch atomically; durable batches are fsynced when sync_writes is on."""
-        self.db.write(batch, self._write_opts if durable else self._fast_opts)
+        """Apply a batch atomically; durable batches are fsynced when sync_writes is on.
+        Raises DiskFullError or StoreError (nothing of the batch is applied then)."""
+        try:
+            self.db.write(batch, self._write_opts if durable else self._fast_opts)
+        except Exception as exc:
+            raise storage_error(exc, self.path, "writing to the store") from exc
 
     # -- reads ----------------------------------------------------------------------
 
     def get(self, cf: str, key: bytes) -> bytes | None:
-        value = self.cf[cf].get(key)
+        view = self.cf.get(cf)
+        value = None if view is None else view.get(key)
         return None if value is None else bytes(value)
 
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        values: list[bytes | None] = self.cf[cf].get(keys)  # type: ignore[arg-type,assignment]
+        view = self.cf.get(cf)
+        if view is None:  # a family an older read-only store does not have yet
+            return [None] * len(keys)
+        values: list[bytes | None] = view.get(keys)  # type: ignore[arg-type,assignment]
         return values
 
     def scan(
@@ -168,7 +223,10 @@ class Store:
             opts.set_iterate_lower_bound(prefix)
             if upper is not None:
                 opts.set_iterate_upper_bound(upper)
-        it = self.cf[cf].iter(opts)
+        view = self.cf.get(cf)
+        if view is None:
+            return
+        it = view.iter(opts)
         if reverse:
             # Backward iteration does not honour the lower bound here: check the prefix.
             it.seek_to_last()
@@ -193,18 +251,29 @@ class Store:
 
     def catch_up(self) -> None:
         """For a read-only (secondary) store: see what the writer has written since."""
-        self.db.try_catch_up_with_primary()
+        if self.frozen:
+            return
+        try:
+            self.db.try_catch_up_with_primary()
+        except Exception as exc:
+            raise storage_error(exc, self.path, "catching up with the writer") from exc
 
     # -- maintenance ----------------------------------------------------------------
 
     def checkpoint(self, dest: Path) -> None:
         """A consistent copy of the database at dest (hard links where possible)."""
-        self.db.flush_wal(True)
-        Checkpoint(self.db).create_checkpoint(str(dest))
+        try:
+            self.db.flush_wal(True)
+            Checkpoint(self.db).create_checkpoint(str(dest))
+        except Exception as exc:
+            raise storage_error(exc, dest, "writing a checkpoint") from exc
 
     def compact(self) -> None:
-        for name in CFS:
-            self.cf[name].compact_range(None, None)
+        try:
+            for view in self.cf.values():
+                view.compact_range(None, None)
+        except Exception as exc:
+            raise storage_error(exc, self.path, "compacting the store") from exc
 
     def size_bytes(self) -> int:
         total = 0
@@ -217,17 +286,27 @@ class Store:
         return total
 
     def close(self) -> None:
-        """Flush the WAL and close. Column-family views share the database and keep its
-        file lock, so they close first and every reference is dropped."""
-        try:
-            if not self.read_only:
+        """Flush the WAL and close. Column-family views and handles share the database and
+        keep its file lock, so every one is closed or dropped even when a flush fails (a
+        full disk); then the first failure is raised as a StoreError."""
+        errors: list[BaseException] = []
+        if not self.read_only:
+            try:
                 self.db.flush_wal(True)
-        finally:
-            for view in self.cf.values():
-                view.close()
-            self.cf = {}
-            self.handle = {}
+            except Exception as exc:
+                errors.append(exc)
+        views, self.cf, self.handle = list(self.cf.values()), {}, {}
+        while views:
+            try:
+                views.pop().close()
+            except Exception as exc:
+                errors.append(exc)
+        try:
             self.db.close()
+        except Exception as exc:
+            errors.append(exc)
+        if errors:
+            raise storage_error(errors[0], self.path, "closing the store") from errors[0]
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:
