@@ -206,3 +206,14 @@ def test_operations_log_durations_and_ids_never_texts(store_path: Path) -> None:
     assert all("duration_ms" in line and rid in line["ids"] for line in ops.values())
     assert "4711" not in stream.getvalue() and "private" not in stream.getvalue()
     assert ops["search"]["query_len"] == len("private vault code")
+
+
+def test_given_vectors_must_match_the_embedders_dimension_in_an_empty_store(
+    store_path: Path,
+) -> None:
+    with magray.open(store_path, embedder="hash") as m:
+        with pytest.raises(magray.InvalidInputError, match="makes 384-d vectors"):
+            m.add("sixteen", vector=np.ones(16, np.float32))
+        m.add("right size", vector=np.ones(384, np.float32))
+    with magray.open(store_path, embedder="hash") as m:  # and the store reopens
+        assert m.stats()["records"] == 1

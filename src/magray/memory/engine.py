@@ -593,9 +593,13 @@ class Memory:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[0] != n:
             raise InvalidInputError(f"expected {n} vector(s), got an array of shape {arr.shape}")
-        if self.dim and arr.shape[1] != self.dim:
+        # An empty store takes the dimension of its embedder's vectors, or of the first
+        # vectors given to a store without one.
+        want = self.dim or (self._embedder.dim if self._embedder is not None else 0)
+        if want and arr.shape[1] != want:
+            held = "holds" if self.dim else f"embeds with {self._embedder_name()}, which makes"
             raise InvalidInputError(
-                f"vector has dimension {arr.shape[1]}, the store holds {self.dim}-d vectors"
+                f"vector has dimension {arr.shape[1]}, the store {held} {want}-d vectors"
             )
         if arr.shape[1] == 0:
             raise InvalidInputError("vectors must have at least one dimension")
@@ -612,6 +616,9 @@ class Memory:
         from magray.kernels import l2_normalize
 
         return l2_normalize(np.ascontiguousarray(arr))
+
+    def _embedder_name(self) -> str:
+        return "no embedder" if self._embedder is None else str(self._embedder.name)
 
     def _fields(
         self,
