@@ -18,6 +18,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from magray.errors import (
+    AuthError,
     BackupError,
     CorruptStoreError,
     DiskFullError,
@@ -25,7 +26,9 @@ from magray.errors import (
     InvalidInputError,
     MagrayError,
     NotFoundError,
+    PermissionDeniedError,
     ReadOnlyError,
+    ServerError,
     StoreError,
     StoreLockedError,
 )
@@ -33,6 +36,7 @@ from magray.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthError",
     "BackupError",
     "CorruptStoreError",
     "DiskFullError",
@@ -46,11 +50,15 @@ __all__ = [
     "Memory",
     "MemoryConfig",
     "NotFoundError",
+    "PermissionDeniedError",
     "ReadOnlyError",
     "Record",
+    "ServerError",
     "StoreError",
     "StoreLockedError",
+    "RemoteMemory",
     "__version__",
+    "connect",
     "kernels",
     "models",
     "open",
@@ -61,6 +69,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from magray import kernels
+    from magray.client import RemoteMemory
     from magray.config import MemoryConfig
     from magray.embed import models
     from magray.memory.engine import Memory
@@ -76,6 +85,7 @@ _LAZY = {
     "Layer": ("magray.memory.record", "Layer"),
     "LifecycleReport": ("magray.memory.record", "LifecycleReport"),
     "ImportReport": ("magray.memory.record", "ImportReport"),
+    "RemoteMemory": ("magray.client", "RemoteMemory"),
 }
 
 
@@ -159,6 +169,39 @@ def open(  # noqa: A001 (the natural name, like io.open)
             mem.close()
             raise
     return mem
+
+
+def connect(
+    url: str,
+    *,
+    namespace: str = "default",
+    token: str | None = None,
+    timeout: float | None = 60.0,
+    root_certificates: bytes | None = None,
+) -> RemoteMemory:
+    """A namespace of a magray server (``magray serve``) with the API of :class:`Memory`.
+
+    Args:
+        url: ``grpc://HOST:PORT``, or ``grpcs://HOST:PORT`` for TLS (``?ca=FILE`` names a
+            CA bundle).
+        namespace: which of the server's stores; the first write creates it.
+        token: the bearer token when the server has a tokens file (default:
+            ``MAGRAY_TOKEN``).
+        timeout: seconds per call; root_certificates: a PEM CA bundle for TLS.
+
+    Raises:
+        InvalidInputError: a malformed URL or namespace. A server that cannot be reached
+        raises :class:`ServerError` on the first call.
+    """
+    from magray.client import connect as _connect
+
+    return _connect(
+        url,
+        namespace=namespace,
+        token=token,
+        timeout=timeout,
+        root_certificates=root_certificates,
+    )
 
 
 def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:

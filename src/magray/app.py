@@ -21,6 +21,7 @@ from typing import Any
 
 from magray.config import MemoryConfig, Settings
 from magray.container import Container, Resolver
+from magray.errors import MagrayError
 
 # String keys for values that have no class of their own.
 EMBEDDER = "embedder"  # the active Embedder, or None for a vector-only store
@@ -118,8 +119,10 @@ def build_container(
 class App:
     """The CLI's handle on the container, with a few conveniences."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, token: str | None = None) -> None:
         self.settings = settings
+        self._token = token
+        self._remote: Any = None
         self._containers: dict[tuple[bool, bool, bool], Container] = {}
 
     def container(
@@ -148,9 +151,46 @@ class App:
         return self._containers[key]
 
     def memory(self, read_only: bool = False, reembed: bool = False, embed: bool = True) -> Any:
+        """The Memory the command works on: a server's namespace when a server is set
+        (--server / MAGRAY_SERVER), else the local store; when a running server holds
+        the local store, that server (found through the store's serving.json)."""
+        from magray.errors import StoreLockedError
         from magray.memory.engine import Memory
 
-        return self.container(read_only, reembed, embed).resolve(Memory)
+        if self.settings["server"]:
+            return self.remote(self.settings["server"], self.settings["namespace"])
+        try:
+            return self.container(read_only, reembed, embed).resolve(Memory)
+        except MagrayError as exc:
+            cause = exc
+            while cause.__cause__ is not None and not isinstance(cause, StoreLockedError):
+                cause = cause.__cause__  # type: ignore[assignment]
+            served = self._served_by(cause) if isinstance(cause, StoreLockedError) else None
+            if served is None:
+                raise
+            return self.remote(*served)
+
+    def remote(self, url: str, namespace: str) -> Any:
+        """One RemoteMemory per invocation (closed with the app)."""
+        if self._remote is None:
+            from magray.client import connect
+
+            self._remote = connect(url, namespace=namespace or "default", token=self._token)
+        return self._remote
+
+    def _served_by(self, locked: Any) -> tuple[str, str] | None:
+        """(url, namespace) of the server holding the local store, if it says so."""
+        import json
+
+        from magray.server.tenants import SERVING_FILE
+
+        try:
+            info = json.loads((self.store_path() / SERVING_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(info, dict) or not info.get("url") or info.get("pid") != locked.pid:
+            return None
+        return str(info["url"]), str(info.get("namespace") or "default")
 
     def searcher(self) -> Any:
         """The Memory a search uses: writable, so that hits count as accesses, or a
@@ -183,6 +223,9 @@ class App:
         return Metrics.from_snapshot(snap) if snap else Metrics()
 
     def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
         for c in reversed(list(self._containers.values())):
             c.close()
         self._containers.clear()

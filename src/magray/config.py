@@ -142,6 +142,8 @@ APP_KEYS: dict[str, tuple[type, Any, str]] = {
     "log_level": (str, "warning", "debug, info, warning or error"),
     "log_file": (str, "", "also write logs to this file (empty: stderr only)"),
     "rss_limit_mb": (int, 0, "memory pressure above this process RSS in MiB (0: no limit)"),
+    "server": (str, "", "a magray server (grpc://HOST:PORT) that memory commands use"),
+    "namespace": (str, "default", "the namespace on that server"),
 }
 # The smallest value each numeric application setting takes.
 _MINIMUM = {"batch_size": 1, "rss_limit_mb": 0}

@@ -5,6 +5,9 @@
     ├── NotFoundError (also KeyError)         an id that does not exist
     ├── ModelError                            an embedding model: unknown, missing, invalid
     │   └── ModelDownloadError                a download that failed or did not verify
+    ├── ServerError                           a magray server failed or cannot be reached
+    │   ├── AuthError                         no bearer token, or a wrong one
+    │   └── PermissionDeniedError             the token lacks that namespace or right
     └── StoreError                            the store as a whole
         ├── StoreLockedError                  another process writes to this store
         ├── DiskFullError                     no space left where the store lives
@@ -42,6 +45,18 @@ class ModelError(MagrayError):
 
 class ModelDownloadError(ModelError):
     """A model download failed, or a downloaded file did not match its checksum."""
+
+
+class ServerError(MagrayError):
+    """A magray server failed, or cannot be reached (the message says which)."""
+
+
+class AuthError(ServerError):
+    """The server needs a bearer token, and none or a wrong one was sent."""
+
+
+class PermissionDeniedError(ServerError):
+    """The token is valid but not for this namespace, or not for writing."""
 
 
 class StoreError(MagrayError):

@@ -17,6 +17,7 @@ import click
 from magray.cli.common import Ctx, UserPath, fail_line
 from magray.cli.memory import memory
 from magray.cli.models import models
+from magray.cli.serve import serve
 from magray.cli.system import config, gpu, health, metrics, performance, status, warmup
 
 __all__ = ["cli", "main"]
@@ -40,6 +41,19 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     metavar="FILE",
     help="Settings file (default: `magray config path`).",
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    help="Run memory commands on a magray server, grpc://HOST:PORT (or MAGRAY_SERVER).",
+)
+@click.option(
+    "--namespace", metavar="NAME", help="The namespace on that server (default: default)."
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    help="Bearer token for the server (prefer MAGRAY_TOKEN: a flag shows in `ps`).",
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
 @click.option("--log-file", type=UserPath(), metavar="FILE", help="Also write logs to FILE.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
@@ -50,6 +64,9 @@ def cli(
     ctx: click.Context,
     store: Path | None,
     config_file: Path | None,
+    server: str | None,
+    namespace: str | None,
+    token: str | None,
     log_format: str | None,
     log_file: Path | None,
     verbose: int,
@@ -78,12 +95,15 @@ def cli(
             "log_format": log_format,
             "log_file": None if log_file is None else str(log_file),
             "log_level": level,
+            "server": server,
+            "namespace": namespace,
         },
         config_file=None if config_file is None else str(config_file),
+        token=token,
     )
 
 
-for command in (memory, models, gpu, status, health, performance, warmup, config, metrics):
+for command in (memory, models, serve, gpu, status, health, performance, warmup, config, metrics):
     cli.add_command(command)
 
 

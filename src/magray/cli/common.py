@@ -25,6 +25,7 @@ class Ctx:
 
     flags: dict[str, Any]
     config_file: str | None
+    token: str | None = None
     _settings: Any = None
     _app: Any = None
 
@@ -41,7 +42,7 @@ class Ctx:
         if self._app is None:
             from magray.app import App
 
-            self._app = App(self.settings)
+            self._app = App(self.settings, token=self.token)
             click.get_current_context().call_on_close(self._app.close)
         return self._app
 

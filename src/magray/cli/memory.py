@@ -498,9 +498,9 @@ def expire(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
 def compact(ctx: Ctx, as_json: bool) -> None:
     """Compact the store and rebuild indexes with deleted entries."""
     mem = ctx.app().memory()
-    before = mem.store.size_bytes()
+    before = mem.stats()["store_bytes"]
     mem.compact()
-    after = mem.store.size_bytes()
+    after = mem.stats()["store_bytes"]
     emit_json({"bytes_before": before, "bytes_after": after}) if as_json else click.echo(
         f"compacted: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB"
     )

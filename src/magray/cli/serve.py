@@ -1,0 +1,96 @@
+"""``magray serve``: share the namespaces under one root over gRPC."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from magray.cli.common import Ctx, UserPath
+
+
+def default_root() -> Path:
+    """MAGRAY_SERVER_ROOT, or ``namespaces`` in the user data directory."""
+    env = os.environ.get("MAGRAY_SERVER_ROOT")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("magray", appauthor=False)) / "namespaces"
+
+
+@click.command()
+@click.option(
+    "--listen", default="127.0.0.1:7077", show_default=True, help="HOST:PORT (port 0: any free)."
+)
+@click.option(
+    "--root",
+    type=UserPath(),
+    help="Directory with one store per namespace (default: MAGRAY_SERVER_ROOT or "
+    "<user data dir>/namespaces).",
+)
+@click.option("--tokens", "tokens_file", type=UserPath(), help="Bearer tokens file (TOML).")
+@click.option("--tls-cert", type=UserPath(), help="PEM certificate chain (with --tls-key).")
+@click.option("--tls-key", type=UserPath(), help="PEM private key.")
+@click.option("--metrics", "metrics_listen", metavar="HOST:PORT", help="Prometheus endpoint.")
+@click.option("--max-open", default=16, show_default=True, help="Namespaces open at once.")
+@click.option("--workers", default=16, show_default=True, help="RPC handler threads.")
+@click.option("--max-concurrent", default=256, show_default=True, help="RPCs admitted at once.")
+@click.option("--max-message-mb", default=64, show_default=True, help="Largest message (MiB).")
+@click.option(
+    "--batch-wait-ms", default=2.0, show_default=True, help="Embedding batch fill wait (ms)."
+)
+@click.pass_obj
+def serve(
+    ctx: Ctx,
+    listen: str,
+    root: Path | None,
+    tokens_file: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    metrics_listen: str | None,
+    max_open: int,
+    workers: int,
+    max_concurrent: int,
+    max_message_mb: int,
+    batch_wait_ms: float,
+) -> None:
+    """Serve memory over gRPC: one store per namespace under --root.
+
+    \b
+    Clients: magray.connect("grpc://HOST:PORT", namespace="team-a", token=...),
+    or magray --server grpc://HOST:PORT memory ... . SIGTERM drains and exits 0.
+    """
+    import magray
+    from magray.server.main import serve as run
+
+    app = ctx.app()
+    embedder = app.embedder()
+
+    def open_store(path: Path, shared: Any) -> Any:
+        return magray.open(path, embedder=shared)
+
+    def ready(url: str) -> None:
+        sys.stdout.write(f"magray: serving {root_dir} on {url}\n")
+        sys.stdout.flush()
+
+    root_dir = (root or default_root()).absolute()
+    run(
+        root=root_dir,
+        listen=listen,
+        open_store=open_store,
+        embedder=embedder,
+        tokens_file=None if tokens_file is None else str(tokens_file),
+        tls_cert=None if tls_cert is None else str(tls_cert),
+        tls_key=None if tls_key is None else str(tls_key),
+        metrics_listen=metrics_listen,
+        max_open=max_open,
+        workers=workers,
+        max_concurrent=max_concurrent,
+        max_message_mb=max_message_mb,
+        batch_wait_ms=batch_wait_ms,
+        ready=ready,
+    )
