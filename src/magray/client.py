@@ -100,8 +100,18 @@ class RemoteMemory:
             self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.MemoryStub(self._channel)  # type: ignore[no-untyped-call]
         self._closed = False
+        self._inject = _trace_injector()
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _md(self) -> tuple[tuple[str, str], ...]:
+        """The call's metadata: namespace, token, and the current trace context (W3C
+        traceparent) when OpenTelemetry is installed and a span is active."""
+        if self._inject is None:
+            return self._metadata
+        carrier: dict[str, str] = {}
+        self._inject(carrier)
+        return self._metadata + tuple(carrier.items())
 
     def _call(self, name: str, request: Any) -> Any:
         if self._closed:
@@ -109,16 +119,14 @@ class RemoteMemory:
 
             raise StoreError("this RemoteMemory is closed; call magray.connect() again")
         try:
-            return getattr(self._stub, name)(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            return getattr(self._stub, name)(request, timeout=self._timeout, metadata=self._md())
         except grpc.RpcError as exc:
             raise _translate(exc) from None
 
     def _stream(self, name: str, request: Any) -> Iterator[Any]:
         try:
             yield from getattr(self._stub, name)(
-                request, timeout=self._timeout, metadata=self._metadata
+                request, timeout=self._timeout, metadata=self._md()
             )
         except grpc.RpcError as exc:
             raise _translate(exc) from None
@@ -447,7 +455,7 @@ class RemoteMemory:
                     yield pb.Chunk(data=data)
 
         try:
-            reply = self._stub.Import(chunks(), timeout=self._timeout, metadata=self._metadata)
+            reply = self._stub.Import(chunks(), timeout=self._timeout, metadata=self._md())
         except grpc.RpcError as exc:
             raise _translate(exc) from None
         return wire.import_from_pb(reply)
@@ -492,6 +500,16 @@ def connect(
         timeout=timeout,
         root_certificates=root_certificates,
     )
+
+
+def _trace_injector() -> Callable[[dict[str, str]], None] | None:
+    """OpenTelemetry's context injector, when it is installed (the otel extra)."""
+    try:
+        from opentelemetry import propagate
+    except ImportError:
+        return None
+    inject: Callable[[dict[str, str]], None] = propagate.inject
+    return inject
 
 
 def _translate(exc: grpc.RpcError) -> BaseException:

@@ -43,6 +43,14 @@ def default_root() -> Path:
 @click.option(
     "--batch-wait-ms", default=2.0, show_default=True, help="Embedding batch fill wait (ms)."
 )
+@click.option(
+    "--batch-max", default=64, show_default=True, help="Most texts per model call (1: none)."
+)
+@click.option(
+    "--otlp",
+    metavar="URL",
+    help="Export traces over OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces (magray[otel]).",
+)
 @click.pass_obj
 def serve(
     ctx: Ctx,
@@ -57,6 +65,8 @@ def serve(
     max_concurrent: int,
     max_message_mb: int,
     batch_wait_ms: float,
+    batch_max: int,
+    otlp: str | None,
 ) -> None:
     """Serve memory over gRPC: one store per namespace under --root.
 
@@ -65,8 +75,10 @@ def serve(
     or magray --server grpc://HOST:PORT memory ... . SIGTERM drains and exits 0.
     """
     import magray
+    from magray.server.main import otlp_provider
     from magray.server.main import serve as run
 
+    provider = otlp_provider(otlp) if otlp else None
     app = ctx.app()
     embedder = app.embedder()
 
@@ -92,5 +104,9 @@ def serve(
         max_concurrent=max_concurrent,
         max_message_mb=max_message_mb,
         batch_wait_ms=batch_wait_ms,
+        batch_max=batch_max,
+        tracer_provider=provider,
         ready=ready,
     )
+    if provider is not None:
+        provider.shutdown()

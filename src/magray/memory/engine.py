@@ -69,6 +69,7 @@ from magray.memory.store import (
     unpack,
 )
 from magray.memory.texthash import TextHolders
+from magray.ops.tracing import span
 
 _UNSET: Any = object()
 
@@ -742,7 +743,8 @@ class Memory:
             todo = [texts[i] for i in missing]
             embed = getattr(e, "embed_query", None) if query else None
             t0 = time.perf_counter()
-            vecs = np.asarray((embed or e.embed)(todo), dtype=np.float32)
+            with span("magray.embed", texts=len(todo)):
+                vecs = np.asarray((embed or e.embed)(todo), dtype=np.float32)
             self._observe("embed", time.perf_counter() - t0)
             self._count("embedded", len(todo))
             if vecs.shape != (len(todo), e.dim):
@@ -1001,7 +1003,8 @@ class Memory:
             yield b, self._seq
             self.store.put_meta(b, "seq", self._seq)
             self.store.put_meta(b, "next_label", self._next_label)
-            self.store.write(b)
+            with span("magray.store.write"):
+                self.store.write(b)
         except _NothingToWrite:
             self._seq, self._next_label = seq0, label0
         except BaseException:
@@ -1134,7 +1137,9 @@ class Memory:
         if not layers:
             return []
         found: list[tuple[float, bytes, Layer]] = []
-        for layer, (labels, scores) in self._search_layers(layers, chosen, q, k, flt):
+        with span("magray.index.search", k=k, layers=len(chosen)):
+            answers = self._search_layers(layers, chosen, q, k, flt)
+        for layer, (labels, scores) in answers:
             idx = layers[layer]
             for label, score in zip(labels.tolist(), scores.tolist()):
                 rid = idx.id_of(label)
@@ -1147,7 +1152,8 @@ class Memory:
         found = found[:k]
         if not found:
             return []
-        raws = self.store.multi_get("records", [rid for _, rid, _ in found])
+        with span("magray.store.read", records=len(found)):
+            raws = self.store.multi_get("records", [rid for _, rid, _ in found])
         now = self._clock()
         hits = []
         for (score, rid, layer), raw in zip(found, raws):

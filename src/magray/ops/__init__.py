@@ -8,4 +8,6 @@
 * :mod:`magray.ops.resources` watches the process's resident memory and the memory available
   on the system, shrinks registered knobs (cache sizes, batch sizes) under pressure and gives
   them back once the pressure is gone.
+* :mod:`magray.ops.tracing` opens OpenTelemetry spans around embedding, index search and
+  store access once enabled (the server does, with ``--otlp``; the ``otel`` extra).
 """

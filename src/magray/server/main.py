@@ -146,6 +146,8 @@ def serve(
     max_concurrent: int = 256,
     max_message_mb: int = 64,
     batch_wait_ms: float = 2.0,
+    batch_max: int = 64,
+    tracer_provider: Any = None,
     ready: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> int:
@@ -164,7 +166,11 @@ def serve(
         max_open: the most namespaces open at once.
         workers: threads handling RPCs; max_concurrent: RPCs admitted at once (more get
             RESOURCE_EXHAUSTED); max_message_mb: the largest message either way.
-        batch_wait_ms: how long the embedding batcher waits to fill a batch.
+        batch_wait_ms: how long the embedding batcher waits to fill a batch;
+            batch_max: the most texts per model call (1: one call per request).
+        tracer_provider: an OpenTelemetry TracerProvider: a span per RPC (trace context
+            taken from the client's metadata) with child spans for embedding, index
+            search and store access.
         ready: called with "grpc://HOST:PORT" (or grpcs://) once serving.
 
     Raises:
@@ -188,7 +194,7 @@ def serve(
         )
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInputError("pass both --tls-cert and --tls-key, or neither")
-    for name, value in (("max_open", max_open), ("workers", workers)):
+    for name, value in (("max_open", max_open), ("workers", workers), ("batch_max", batch_max)):
         if value < 1:
             raise InvalidInputError(f"{name} must be at least 1, got {value}")
     credentials = None
@@ -212,9 +218,20 @@ def serve(
         None
         if embedder is None
         else BatchingEmbedder(
-            embedder, max_wait=batch_wait_ms / 1000, on_batch=metrics.batch.observe
+            embedder,
+            max_batch=batch_max,
+            max_wait=batch_wait_ms / 1000,
+            on_batch=metrics.batch.observe,
         )
     )
+    interceptors: list[Any] = [_Observe(metrics)]
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.grpc import server_interceptor
+
+        from magray.ops import tracing
+
+        interceptors.append(server_interceptor(tracer_provider=tracer_provider))  # type: ignore[no-untyped-call]
+        tracing.enable(tracer_provider)
     scheme = "grpcs" if credentials else "grpc"
     tenants = Tenants(
         root,
@@ -226,7 +243,7 @@ def serve(
     limit = max_message_mb << 20
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="magray-rpc"),
-        interceptors=[_Observe(metrics)],
+        interceptors=interceptors,
         maximum_concurrent_rpcs=max_concurrent,
         options=[
             ("grpc.max_receive_message_length", limit),
@@ -283,4 +300,24 @@ def serve(
             batcher.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if tracer_provider is not None:
+            from magray.ops import tracing
+
+            tracing.disable()
+            tracer_provider.force_flush()
     return 0
+
+
+def otlp_provider(endpoint: str) -> Any:
+    """A TracerProvider exporting spans over OTLP/HTTP to endpoint (service.name magray).
+    InvalidInputError if OpenTelemetry is not installed."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        raise InvalidInputError("--otlp needs OpenTelemetry: pip install 'magray[otel]'") from None
+    provider = TracerProvider(resource=Resource.create({"service.name": "magray"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    return provider
