@@ -297,3 +297,23 @@ def test_the_cli_runs_memory_commands_on_a_server(server: Server, tmp_path: Path
     r = cli("--server", "grpc://127.0.0.1:9", "memory", "add", "nowhere")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "unavailable" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tls(server_factory: Callable[..., Server], tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        capture_output=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a test certificate: {made.stderr[-200:]!r}")
+    server = server_factory("--tls-cert", str(cert), "--tls-key", str(key))
+    assert server.url.startswith("grpcs://")
+    with magray.connect(f"{server.url}?ca={cert}", namespace="tls") as m:
+        rid = m.add("sent over TLS")
+        assert m.get(rid).text == "sent over TLS"  # type: ignore[union-attr]
+    plain = server.url.replace("grpcs://", "grpc://")
+    with magray.connect(plain, namespace="tls", timeout=5) as m, pytest.raises(magray.ServerError):
+        m.get(rid)
