@@ -73,3 +73,12 @@ def test_a_failing_model_fails_every_request_of_its_batch_and_recovers() -> None
     batcher.close()
     with pytest.raises(RuntimeError, match="stopped"):
         batcher.embed(["b"])
+
+
+def test_a_lone_caller_never_waits_for_a_batch_to_fill() -> None:
+    batcher = BatchingEmbedder(HashEmbedder(), max_wait=0.5)
+    for _ in range(3):
+        t0 = time.perf_counter()
+        batcher.embed(["one text alone"])
+        assert time.perf_counter() - t0 < 0.25
+    batcher.close()

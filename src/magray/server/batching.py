@@ -1,10 +1,11 @@
 """Dynamic batching: concurrent embed calls share model batches.
 
 Requests from many client threads go into one queue. A worker takes the first waiting
-request, waits up to ``max_wait`` seconds for more (while the batch holds fewer than
-``max_batch`` texts), runs the model once for all of them, and hands each request its
-rows. While the model runs, new requests queue up and form the next batch, so under load
-batches fill by themselves and an idle server adds at most ``max_wait`` to a request.
+request and, if the previous batch held more than one request (there are concurrent
+callers), waits up to ``max_wait`` seconds for more while the batch holds fewer than
+``max_batch`` texts. It then runs the model once for all of them and hands each request
+its rows. While the model runs, new requests queue up and form the next batch, so under
+load batches fill by themselves, and a lone caller never waits.
 Document and query texts are batched separately (models may embed them differently).
 This is the scheme of serving systems such as NVIDIA Triton's dynamic batcher.
 """
@@ -51,6 +52,7 @@ class BatchingEmbedder:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.inner = inner
+        self._concurrent = False  # the last batch held more than one request
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._on_batch = on_batch
@@ -115,7 +117,7 @@ class BatchingEmbedder:
             if self._stopped:
                 return None
             self._cond.wait()
-        deadline = time.monotonic() + self.max_wait
+        deadline = time.monotonic() + (self.max_wait if self._concurrent else 0.0)
         while sum(len(r.texts) for r in self._queue) < self.max_batch and not self._stopped:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -132,6 +134,7 @@ class BatchingEmbedder:
             batch.append(req)
             size += len(req.texts)
             self._queue.remove(req)
+        self._concurrent = len(batch) > 1
         return batch
 
     def _run(self) -> None:
