@@ -317,3 +317,30 @@ def test_tls(server_factory: Callable[..., Server], tmp_path: Path) -> None:
     plain = server.url.replace("grpcs://", "grpc://")
     with magray.connect(plain, namespace="tls", timeout=5) as m, pytest.raises(magray.ServerError):
         m.get(rid)
+
+
+def test_calls_beyond_the_concurrency_limit_get_resource_exhausted(
+    server_factory: Callable[..., Server],
+) -> None:
+    import threading
+
+    server = server_factory("--max-concurrent", "1")
+    channel = grpc.insecure_channel(server.url.removeprefix("grpc://"))
+    stub = pb_grpc.MemoryStub(channel)  # type: ignore[no-untyped-call]
+    md = (("x-magray-namespace", "busy"),)
+    stub.Add(pb.AddRequest(texts=["seed"]), metadata=md)
+    release = threading.Event()
+
+    def held() -> Any:
+        yield pb.Chunk(data=b"")
+        release.wait(30)
+
+    pending = stub.Import.future(held(), metadata=md)  # holds the only slot
+    time.sleep(0.5)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(pb.SearchRequest(query="seed"), metadata=md)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    release.set()
+    assert pending.result(timeout=30).added == 0
+    assert stub.Search(pb.SearchRequest(query="seed"), metadata=md).hits[0].record.text == "seed"
+    channel.close()
