@@ -344,3 +344,30 @@ def test_calls_beyond_the_concurrency_limit_get_resource_exhausted(
     assert pending.result(timeout=30).added == 0
     assert stub.Search(pb.SearchRequest(query="seed"), metadata=md).hits[0].record.text == "seed"
     channel.close()
+
+
+def test_sigterm_lets_a_call_in_flight_finish(server: Server, tmp_path: Path) -> None:
+    import threading
+
+    channel = grpc.insecure_channel(server.url.removeprefix("grpc://"))
+    stub = pb_grpc.MemoryStub(channel)  # type: ignore[no-untyped-call]
+    md = (("x-magray-namespace", "drain"),)
+    line = json.dumps({"text": "imported while the server was stopping"}) + "\n"
+    go_on = threading.Event()
+
+    def chunks() -> Any:
+        yield pb.Chunk(data=line.encode())
+        go_on.wait(30)
+        yield pb.Chunk(data=b"")
+
+    pending = stub.Import.future(chunks(), metadata=md)
+    time.sleep(0.5)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert server.proc.poll() is None  # still draining
+    go_on.set()
+    assert pending.result(timeout=30).added == 1
+    assert server.proc.wait(60) == 0
+    channel.close()
+    with magray.open(server.root / "drain", embedder="hash") as local:
+        assert [r.text for r in local.recent()] == ["imported while the server was stopping"]
