@@ -236,7 +236,7 @@ def wait_for_graph(url: str, ns: str, timeout: float = 600) -> float:
     t0 = time.perf_counter()
     with magray.connect(url, namespace=ns) as m:
         while time.perf_counter() - t0 < timeout:
-            if m.stats()["layers"]["interact"]["index"] == "graph":
+            if m.stats()["index"]["state"] == "graph":
                 return time.perf_counter() - t0
             time.sleep(0.25)
     raise SystemExit("the graph was not built in time")

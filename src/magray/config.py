@@ -55,8 +55,6 @@ class MemoryConfig:
     index_save_every: int = 20_000
     # Threads hnswlib may use for bulk inserts (0: one per CPU).
     index_threads: int = 0
-    # Search the graphs of several layers at the same time (they release the GIL).
-    parallel_search: bool = True
 
     # The embedding cache: L1 in memory, L2 in the store (both bounded in bytes).
     cache_l1_bytes: int = 64 << 20

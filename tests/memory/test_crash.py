@@ -21,10 +21,10 @@ CHILD = r"""
 import json, os, sys, time
 import numpy as np
 import magray
-from magray.memory.index import LayerIndex
+from magray.memory.index import VectorIndex
 
 path, ack_path, seed, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-original_save = LayerIndex.save
+original_save = VectorIndex.save
 
 def save(self, *args, **kwargs):
     # Test instrumentation: announce the snapshot and widen its window.
@@ -36,7 +36,7 @@ def save(self, *args, **kwargs):
     finally:
         os.unlink(marker)
 
-LayerIndex.save = save
+VectorIndex.save = save
 cfg = {"exact_threshold": 150, "index_save_every": 60, "access_flush_seconds": 0.02}
 mem = magray.open(path, embedder=None, config=cfg)
 rng = np.random.default_rng(seed)
@@ -101,10 +101,10 @@ def test_sigkill_never_loses_an_acknowledged_record(tmp_path: Path) -> None:
         texts: list[str] = []
         for layer in Layer:
             in_store = [k for k, _ in mem.store.scan("labels", bytes((layer.code,)))]
-            idx = mem._layers[layer]
-            assert idx.count == len(in_store) == stats["layers"][layer.value]["records"]
-            for _label, rid in idx.label_ids():
-                raw = mem.store.get("records", rid)
-                assert raw is not None
+            assert len(in_store) == stats["layers"][layer.value]["records"]
             texts += [r.text for r in mem._records_of(layer)]
+        idx = mem._index
+        assert idx is not None and idx.count == stats["records"]
+        for _label, rid in idx.label_ids():
+            assert mem.store.get("records", rid) is not None
         assert len(texts) == len(set(texts)) == stats["records"]

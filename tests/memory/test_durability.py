@@ -30,7 +30,7 @@ def test_reopen_keeps_everything(store_path: Path) -> None:
         m.wait_ready()
         before = texts_of(m.search(vector=vecs[9], k=5))
     with magray.open(store_path, embedder=None, config=GRAPH) as m:
-        assert m.stats()["layers"]["interact"]["index"] == "graph"
+        assert m.stats()["index"]["state"] == "graph"
         assert texts_of(m.search(vector=vecs[9], k=5)) == before
         assert texts_of(m.search(vector=vecs[9], k=5, tags=["t"])) == before
 
@@ -92,7 +92,7 @@ def test_corrupt_or_missing_snapshot_is_rebuilt(store_path: Path) -> None:
         # Served exactly while the graph is rebuilt in the background.
         assert texts_of(m.search(vector=vecs[77], k=1)) == ["r77"]
         m.wait_ready()
-        assert m.stats()["layers"]["interact"]["index"] == "graph"
+        assert m.stats()["index"]["state"] == "graph"
         assert texts_of(m.search(vector=vecs[78], k=1)) == ["r78"]
     import shutil
 
@@ -109,10 +109,10 @@ def test_heavy_deletion_rebuilds_the_graph(store_path: Path) -> None:
         ids = m.add_many([f"r{i}" for i in range(500)], vectors=vecs)
         m.wait_ready()
         m.delete(ids[:150])
-        assert m._layers[Layer.INTERACT].needs_rebuild()
+        assert m._index is not None and m._index.needs_rebuild()
         m.wait_ready()
-        layer = m.stats()["layers"]["interact"]
-        assert layer["index"] == "graph" and layer["deleted_in_graph"] == 0
+        index = m.stats()["index"]
+        assert index["state"] == "graph" and index["deleted_in_graph"] == 0
         assert texts_of(m.search(vector=vecs[400], k=1)) == ["r400"]
 
 
@@ -121,12 +121,12 @@ def test_move_interrupted_between_store_and_index_is_repaired(
 ) -> None:
     m = magray.open(store_path, embedder="hash", clock=clock)
     a = m.add("important decision about the schema", importance=0.9)
-    from magray.memory.index import LayerIndex
+    from magray.memory.index import VectorIndex
 
-    def boom(self, rows, vectors):  # type: ignore[no-untyped-def]
+    def boom(self, rows):  # type: ignore[no-untyped-def]
         raise RuntimeError("crash after the store moved")
 
-    monkeypatch.setattr(LayerIndex, "add", boom)
+    monkeypatch.setattr(VectorIndex, "update_columns", boom)
     with pytest.raises(RuntimeError):
         m.promote()
     monkeypatch.undo()
@@ -344,21 +344,21 @@ def test_restore_refuses_a_directory_that_is_not_a_store(store_path: Path, tmp_p
 def test_failed_index_update_is_repaired_before_any_snapshot(
     store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from magray.memory.index import LayerIndex
+    from magray.memory.index import VectorIndex
 
     vecs = unit_vectors(20, dim=8, seed=11)
     m = magray.open(store_path, embedder=None)
     m.add_many([f"r{i}" for i in range(10)], vectors=vecs[:10])
-    real = LayerIndex.add
+    real = VectorIndex.add
 
     def interrupted(self, rows, vectors):  # type: ignore[no-untyped-def]
-        monkeypatch.setattr(LayerIndex, "add", real)  # once: the repair then works
+        monkeypatch.setattr(VectorIndex, "add", real)  # once: the repair then works
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(LayerIndex, "add", interrupted)
+    monkeypatch.setattr(VectorIndex, "add", interrupted)
     with pytest.raises(KeyboardInterrupt):
         m.add("r10", vector=vecs[10])
-    monkeypatch.setattr(LayerIndex, "add", real)
+    monkeypatch.setattr(VectorIndex, "add", real)
     assert texts_of(m.search(vector=vecs[10], k=1)) == ["r10"]  # repaired at once
     m.close()
     with magray.open(store_path, embedder=None) as m:
@@ -383,8 +383,8 @@ def test_snapshot_with_deletions_loads_without_a_rebuild(store_path: Path) -> No
         m.wait_ready()
         m.delete(ids[:10])
     with magray.open(store_path, embedder=None, config=GRAPH) as m:
-        layer = m.stats()["layers"]["interact"]
-        assert layer["index"] == "graph" and layer["deleted_in_graph"] == 10
+        index = m.stats()["index"]
+        assert index["state"] == "graph" and index["deleted_in_graph"] == 10
         assert texts_of(m.search(vector=vecs[100], k=1)) == ["r100"]
 
 

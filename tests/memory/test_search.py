@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +47,7 @@ def filled(request: pytest.FixtureRequest, store_path: Path, clock: FakeClock): 
             )
             clock.advance(1.0)
     m.wait_ready()
-    assert m.stats()["layers"]["interact"]["index"] == request.param
+    assert m.stats()["index"]["state"] == request.param
     yield m, vecs, meta
     m.close()
 
@@ -133,12 +132,13 @@ def test_searches_all_layers_and_merges(store_path: Path) -> None:
         assert len(only) == 10 and all(h.layer.value == "insights" for h in only)
 
 
-def test_graph_layers_searched_together_match_one_at_a_time(store_path: Path) -> None:
-    # Three layers with graphs: the shared-out search (this thread plus helpers) must give
-    # what searching the layers one after another gives, and a failure in any layer's
-    # search reaches the caller without wedging later searches.
+def test_one_index_serves_every_layer_and_each_layer_alone(store_path: Path) -> None:
+    # One graph holds all three layers: a search over all of them and searches of each
+    # layer alone (the filter path) agree with brute force, and a failure of the index
+    # reaches the caller without wedging later searches.
     vecs = unit_vectors(1800, dim=16, seed=4, clusters=20)
     layers = ["interact", "insights", "assets"]
+    layer_of = [layers[(j // 100) % 3] for j in range(1800)]
     with magray.open(store_path, embedder=None, config={"exact_threshold": 100}) as m:
         for i in range(0, 1800, 100):
             m.add_many(
@@ -147,21 +147,31 @@ def test_graph_layers_searched_together_match_one_at_a_time(store_path: Path) ->
                 layer=layers[(i // 100) % 3],
             )
         m.wait_ready()
-        assert {m.stats()["layers"][name]["index"] for name in layers} == {"graph"}
-        together = [[(h.id, h.score) for h in m.search(vector=v, k=15)] for v in vecs[:60]]
-        m.config = dataclasses.replace(m.config, parallel_search=False)
-        apart = [[(h.id, h.score) for h in m.search(vector=v, k=15)] for v in vecs[:60]]
-        assert together == apart
-        m.config = dataclasses.replace(m.config, parallel_search=True)
+        assert m.stats()["index"]["state"] == "graph"
+        assert [m.stats()["layers"][name]["records"] for name in layers] == [600] * 3
+        found = total = 0
+        for v in vecs[:60]:
+            truth = np.argsort(-(vecs @ v), kind="stable")
+            hits = m.search(vector=v, k=15)
+            found += len({h.record.text for h in hits} & {f"r{j}" for j in truth[:15]})
+            total += 15
+            for name in layers:
+                want = [f"r{j}" for j in truth if layer_of[j] == name][:15]
+                got = [h.record.text for h in m.search(vector=v, k=15, layers=[name])]
+                assert all(h.layer.value == name for h in m.search(vector=v, k=3, layers=[name]))
+                found += len(set(got) & set(want))
+                total += 15
+        assert found / total >= 0.99
 
-        index = m._layers[magray.Layer.ASSETS]
+        index = m._index
+        assert index is not None
         real = index.search
 
         def broken(*args: object) -> object:
-            raise RuntimeError("layer search failed")
+            raise RuntimeError("index search failed")
 
         index.search = broken  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError, match="layer search failed"):
+        with pytest.raises(RuntimeError, match="index search failed"):
             m.search(vector=vecs[0], k=5)
         index.search = real  # type: ignore[method-assign]
         assert m.search(vector=vecs[0], k=1)[0].record.text == "r0"

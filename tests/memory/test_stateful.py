@@ -222,8 +222,7 @@ class Engine(RuleBasedStateMachine):
         m._stop.set()
         if m._worker is not None:
             m._worker.join()
-        for idx in m._layers.values():
-            idx.wait_rebuilt()
+        m._wait_builds()
         m._closed = True
         m.store.close()
         m._release()

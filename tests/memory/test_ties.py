@@ -47,7 +47,7 @@ def test_graph_index_ties_go_to_the_older_record(
         # More rows after the copies, so that their graph positions are not their ages.
         mem.add_many([f"s{i}" for i in range(300)], vectors=unit_vectors(300, 32, seed=4))
         mem.wait_ready()
-        assert mem.stats()["layers"]["interact"]["index"] == "graph"
+        assert mem.stats()["index"]["state"] == "graph"
         for k in (1, 5, 11, 12):
             hits = mem.search(vector=copy, k=k)
             assert [h.id for h in hits] == copies[:k], k

@@ -128,15 +128,19 @@ def health(ctx: Ctx, as_json: bool) -> None:
         return "read/write ok"
 
     def consistency() -> str:
+        from magray.memory.record import Layer
+
         mem = mem_box["m"]
+        st = mem.stats()
         problems = []
-        for layer, idx in mem._layers.items():
+        for layer in Layer:
             in_store = sum(1 for _ in mem.store.scan("labels", bytes((layer.code,))))
-            if idx.count != in_store:
-                problems.append(f"{layer.value}: index {idx.count}, store {in_store}")
+            indexed = st["layers"][layer.value]["records"]
+            if indexed != in_store:
+                problems.append(f"{layer.value}: index {indexed}, store {in_store}")
         if problems:
             raise RuntimeError("; ".join(problems))
-        return f"{sum(i.count for i in mem._layers.values())} records agree"
+        return f"{st['records']} records agree"
 
     def embedder() -> str:
         e = app.embedder()

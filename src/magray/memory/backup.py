@@ -23,7 +23,7 @@ import numpy as np
 from magray.errors import BackupError, InvalidInputError, ReadOnlyError, StoreLockedError
 from magray.memory import ids as idcodec
 from magray.memory.codec import StoredRecord
-from magray.memory.index import file_digest
+from magray.memory.index import SNAPSHOT_DIR, file_digest
 from magray.memory.record import ImportReport, Layer
 
 if TYPE_CHECKING:
@@ -53,25 +53,23 @@ def create_backup(mem: Memory, dest: Path) -> Path:
         with mem._wlock:
             # One consistent point: access stats and index snapshots at the current
             # sequence, and a checkpoint taken while no write can slip in between.
-            for idx in mem._layers.values():
-                idx.wait_rebuilt()
+            mem._wait_builds()
             mem._flush_access()
             mem._save_indexes(force=True)
             mem.store.checkpoint(partial / "db")
-            index_root = mem.path / "index"
-            for layer in Layer:
-                pointer = index_root / layer.value / "current"
-                if pointer.exists():
-                    snap = pointer.read_text().strip()
-                    target = partial / "index" / layer.value
-                    target.mkdir(parents=True)
-                    shutil.copytree(index_root / layer.value / snap, target / snap)
-                    shutil.copy2(pointer, target / "current")
+            index_dir = mem.path / "index" / SNAPSHOT_DIR
+            pointer = index_dir / "current"
+            if pointer.exists():
+                snap = pointer.read_text().strip()
+                target = partial / "index" / SNAPSHOT_DIR
+                target.mkdir(parents=True)
+                shutil.copytree(index_dir / snap, target / snap)
+                shutil.copy2(pointer, target / "current")
             info = {
                 "dim": mem.dim,
                 "fingerprint": mem.fingerprint,
                 "seq": mem._seq,
-                "records": sum(i.count for i in mem._layers.values()),
+                "records": mem.stats()["records"],
             }
         from magray import __version__
 

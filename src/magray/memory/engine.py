@@ -16,11 +16,9 @@ rebuilt from the store, whenever they are missing, stale or damaged.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -57,7 +55,7 @@ from magray.memory.codec import (
     vector_bytes,
     vectors_from,
 )
-from magray.memory.index import Filter, Interner, LayerIndex, Row
+from magray.memory.index import SNAPSHOT_DIR, Filter, Interner, Row, VectorIndex
 from magray.memory.lock import WriterLock
 from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Move, Record
 from magray.memory.store import (
@@ -118,15 +116,6 @@ def _give_direction(texts: Sequence[str], vecs: np.ndarray) -> None:
         vecs[rows] = fallback_directions([texts[int(i)] for i in rows], vecs.shape[1])
 
 
-@functools.cache
-def _cpus() -> int:
-    """CPUs this process may run on (its affinity, not the machine's count), read once."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 class _Pending:
     """Access statistics waiting for the next batched write."""
 
@@ -180,11 +169,10 @@ class Memory:
         self._worker: threading.Thread | None = None
         self._last_report: dict[str, Any] = {}
         self._applied_seq = 0
-        self._pool: Any = None
         self._caches: dict[str, Any] = {}
         self._metrics: Any = None
         self._timers: dict[str, Any] = {}
-        self._layers: dict[Layer, LayerIndex] = {}
+        self._index: VectorIndex | None = None  # None until the store has vectors
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -279,34 +267,30 @@ class Memory:
         self._reembed_target = e.fingerprint
 
     def _open_indexes(self) -> None:
-        """Load each layer's snapshot (or rebuild it from the store), publish the complete
-        table in one assignment, then catch up from the oplog."""
+        """Load the index snapshot (or rebuild the index from the store), publish it in
+        one assignment, then catch up from the oplog. The per-layer snapshots of older
+        magray (index/interact, ...) are never read; a writable open removes them."""
         root = self.path / "index"
-        replay_from = self._seq
-        layers: dict[Layer, LayerIndex] = {}
-        for layer in Layer:
-            try:
-                idx = LayerIndex.load(
-                    root, layer, self.dim, self.config, self._strings, self.fingerprint
-                )
-            except CorruptStoreError:
-                idx = None
-            if idx is None or idx.snapshot_seq > self._seq:
-                if idx is not None and not self.read_only:
-                    # Newer than the store (its last writes were not synced): never load it.
-                    (root / layer.value / "current").unlink(missing_ok=True)
-                idx = self._index_from_store(layer)
-            layers[layer] = idx
-            replay_from = min(replay_from, idx.snapshot_seq)
-        self._layers = layers
-        self._replay(replay_from)
-        for idx in self._layers.values():
-            if idx.needs_graph():
-                self._start_rebuild(idx)
+        try:
+            idx = VectorIndex.load(root, self.dim, self.config, self._strings, self.fingerprint)
+        except CorruptStoreError:
+            idx = None
+        if idx is None or idx.snapshot_seq > self._seq:
+            if idx is not None and not self.read_only:
+                # Newer than the store (its last writes were not synced): never load it.
+                (root / SNAPSHOT_DIR / "current").unlink(missing_ok=True)
+            idx = self._index_from_store()
+        if not self.read_only:
+            for layer in Layer:
+                shutil.rmtree(root / layer.value, ignore_errors=True)
+        self._index = idx
+        self._replay(idx.snapshot_seq)
+        if idx.needs_graph():
+            self._start_rebuild(idx)
 
-    def _index_from_store(self, layer: Layer) -> LayerIndex:
-        """Rebuild a layer's columns and exact matrix from the store (graph: background)."""
-        idx = LayerIndex(layer, self.dim, self.config, self._strings)
+    def _index_from_store(self) -> VectorIndex:
+        """Rebuild the columns and exact matrix from the store (the graph: background)."""
+        idx = VectorIndex(self.dim, self.config, self._strings)
         idx.snapshot_seq = self._seq
         batch_ids: list[bytes] = []
 
@@ -328,12 +312,12 @@ class Memory:
                 idx.add(rows, vectors_from([vecs[i] for i in keep], self.dim))
             batch_ids.clear()
 
-        for _key, rid in self.store.scan("labels", bytes((layer.code,))):
+        for _key, rid in self.store.scan("labels"):
             batch_ids.append(bytes(rid))
             if len(batch_ids) >= 4096:
                 flush()
         flush()
-        idx.changes_since_save = idx.count  # a rebuilt layer deserves a snapshot soon
+        idx.changes_since_save = idx.count  # a rebuilt index deserves a snapshot soon
         return idx
 
     def _oplog_after(self, after: int) -> list[tuple[int, list[Any]]]:
@@ -346,9 +330,10 @@ class Memory:
         self._applied_seq = max(self._seq, after)
 
     def _apply_ops(self, entries: list[tuple[int, list[Any]]]) -> None:
+        idx = self._index
+        assert idx is not None
         need: dict[bytes, None] = {}
         for seq, op in entries:
-            idx = self._layers[Layer.from_code(op[1])]
             if seq > idx.snapshot_seq and op[0] in (OP_ADD, OP_META):
                 need[bytes(op[3])] = None
         recs: dict[bytes, StoredRecord] = {}
@@ -366,8 +351,6 @@ class Memory:
                 if vec is not None:
                     vecs[rid] = vec
         for seq, op in entries:
-            layer = Layer.from_code(op[1])
-            idx = self._layers[layer]
             if seq <= idx.snapshot_seq:
                 continue
             label = op[2]
@@ -376,15 +359,16 @@ class Memory:
                 continue
             rid = bytes(op[3])
             rec = recs.get(rid)
-            # Apply only what still holds in the store: a later op may have moved or
-            # deleted the record, and then it must not come back.
-            if rec is None or rec.layer != layer or rec.label != label:
+            # Apply only what still holds in the store: a later op may have deleted the
+            # record or given it a new vector (a new label), and then it must not come
+            # back; its layer and columns are taken from the record as it is now.
+            if rec is None or rec.label != label:
                 continue
             if op[0] == OP_ADD:
                 if self._indexable(rec, vecs.get(rid)):
                     idx.add([self._row(rec)], vectors_from([vecs[rid]], self.dim))
             else:
-                idx.update_columns(self._row(rec))
+                idx.update_columns([self._row(rec)])
 
     def _indexable(self, rec: StoredRecord, vec: bytes | None) -> bool:
         """Whether a stored vector belongs in this store's indexes: it exists, and comes
@@ -408,6 +392,7 @@ class Memory:
         return Row(
             rec.label,
             rec.raw_id,
+            rec.layer.code,
             int(rec.created_at * 1000),
             rec.project,
             rec.session,
@@ -521,7 +506,6 @@ class Memory:
         steps: list[Callable[[], None]] = []
         if not self.read_only:
             steps = [self._wait_builds, self._flush_access, self._save_all, self._persist_metrics]
-        steps.append(self._shutdown_pool)
         steps.append(self.store.close)
         self._closed = True
         try:
@@ -536,15 +520,11 @@ class Memory:
             raise storage_error(errors[0], self.path, "closing the store") from errors[0]
 
     def _wait_builds(self) -> None:
-        for idx in self._layers.values():
-            idx.wait_rebuilt()
+        if self._index is not None:
+            self._index.wait_rebuilt()
 
     def _save_all(self) -> None:
         self._save_indexes(force=True)
-
-    def _shutdown_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -795,20 +775,16 @@ class Memory:
             self.store.put_meta(batch, "embedder", e.name)
         return fingerprint
 
-    def _init_layers(self, dim: int, fingerprint: str) -> None:
-        """The first vectors of a store: empty layer indexes of that dimension. The table
-        is complete before it is published (one assignment), so a search racing the
-        first add sees no layers or all three, never a table being filled."""
-        if self._layers:
+    def _init_index(self, dim: int, fingerprint: str) -> None:
+        """The first vectors of a store: an empty index of that dimension, published
+        complete in one assignment, so a search racing the first add sees none or it."""
+        if self._index is not None:
             return
-        layers = {}
-        for layer in Layer:
-            idx = LayerIndex(layer, dim, self.config, self._strings)
-            idx.snapshot_seq = self._seq
-            layers[layer] = idx
+        idx = VectorIndex(dim, self.config, self._strings)
+        idx.snapshot_seq = self._seq
         self.dim = dim
         self.fingerprint = fingerprint
-        self._layers = layers
+        self._index = idx
 
     # -- adding --------------------------------------------------------------------------
 
@@ -928,7 +904,7 @@ class Memory:
         with self._wlock:
             holders = TextHolders(self.store)
             holders.load(text_keys)
-            new_rows: dict[Layer, list[tuple[Row, int]]] = {}
+            new_rows: list[tuple[Row, int]] = []
             out: list[Any] = []
             with self._writing() as (b, seq):
                 fingerprint = self._ensure_dim(vecs.shape[1], b)
@@ -972,21 +948,20 @@ class Memory:
                     holders.add(text_keys[i], rid)
                     self._put_op(b, seq, op_i, [OP_ADD, rec.layer.code, label, rid])
                     op_i += 1
-                    new_rows.setdefault(rec.layer, []).append((self._row(rec), i))
+                    new_rows.append((self._row(rec), i))
                     out.append(idcodec.encode(rid))
                 if not new_rows:
                     raise _NothingToWrite
                 holders.write(b)
             if not new_rows:
                 return out
-            self._init_layers(vecs.shape[1], fingerprint)
-            with self._index_guard(new_rows):
-                for layer, items in new_rows.items():
-                    rows = [r for r, _ in items]
-                    idx = self._layers[layer]
-                    idx.add(rows, vecs[[i for _, i in items]])
-                    if idx.needs_graph():  # crossed the exact threshold: build the graph now
-                        self._start_rebuild(idx)
+            self._init_index(vecs.shape[1], fingerprint)
+            idx = self._index
+            assert idx is not None
+            with self._index_guard():
+                idx.add([r for r, _ in new_rows], vecs[[i for _, i in new_rows]])
+                if idx.needs_graph():  # crossed the exact threshold: build the graph now
+                    self._start_rebuild(idx)
             self._applied_seq = seq
         return out
 
@@ -1111,7 +1086,9 @@ class Memory:
             isinstance(min_score, bool) or not isinstance(min_score, (int, float))
         ):
             raise InvalidInputError(f"min_score must be a number, got {min_score!r}")
+        codes = tuple(sorted({layer.code for layer in chosen}))
         flt = Filter(
+            layers=None if len(codes) == len(Layer) else codes,
             tags=(self._tags(tags) or None) if tags is not None else None,
             project=self._opt_str("project", project),
             session=self._opt_str("session", session),
@@ -1133,18 +1110,16 @@ class Memory:
                 raise EmbedderMismatchError(
                     f"query vector has dimension {q.shape[0]}, store {self.dim}"
                 )
-        layers = self._layers  # read once: a reopen or first add may publish a new table
-        if not layers:
+        idx = self._index  # read once: a reopen or the first add may publish a new one
+        if idx is None or not idx.count:
             return []
-        found: list[tuple[float, bytes, Layer]] = []
+        found: list[tuple[float, bytes]] = []
         with span("magray.index.search", k=k, layers=len(chosen)):
-            answers = self._search_layers(layers, chosen, q, k, flt)
-        for layer, (labels, scores) in answers:
-            idx = layers[layer]
-            for label, score in zip(labels.tolist(), scores.tolist()):
-                rid = idx.id_of(label)
-                if rid is not None:
-                    found.append((score, rid, layer))
+            labels, scores = idx.search(q, k, flt)
+        for label, score in zip(labels.tolist(), scores.tolist()):
+            rid = idx.id_of(label)
+            if rid is not None:
+                found.append((score, rid))
         # Best first; equal scores go to the older record (ids sort by creation time).
         found.sort(key=lambda t: (-t[0], t[1]))
         if min_score is not None:
@@ -1153,17 +1128,17 @@ class Memory:
         if not found:
             return []
         with span("magray.store.read", records=len(found)):
-            raws = self.store.multi_get("records", [rid for _, rid, _ in found])
+            raws = self.store.multi_get("records", [rid for _, rid in found])
         now = self._clock()
         hits = []
-        for (score, rid, layer), raw in zip(found, raws):
+        for (score, rid), raw in zip(found, raws):
             if raw is None:
                 continue  # deleted since the index answered
             rec = StoredRecord.decode(rid, raw)
             if not self.read_only:
                 self._touch(rid, now)
             record = self._to_record(rec)
-            hits.append(Hit(record.id, float(score), layer, record))
+            hits.append(Hit(record.id, float(score), record.layer, record))
         return hits
 
     def _query_vector(self, vector: Any) -> np.ndarray:
@@ -1190,62 +1165,6 @@ class Memory:
             raise InvalidInputError("vector 0 is all zeros and has no direction")
         unit: np.ndarray = q
         return unit
-
-    def _search_layers(
-        self,
-        layers: dict[Layer, LayerIndex],
-        chosen: list[Layer],
-        q: np.ndarray,
-        k: int,
-        flt: Filter,
-    ) -> list[tuple[Layer, tuple[np.ndarray, np.ndarray]]]:
-        """Each layer's candidates. Graph searches release the GIL, so with several large
-        layers this thread and a few helpers share them out: each takes the next layer not
-        yet searched, so three layers on two cores cost two searches' time, and nobody
-        waits for a helper that had nothing left to do."""
-        jobs = [layer for layer in chosen if layers[layer].count]
-        graphs = sum(1 for layer in jobs if layers[layer].graph is not None)
-        if graphs < 2 or not self.config.parallel_search or _cpus() < 2:
-            return [(layer, layers[layer].search(q, k, flt)) for layer in jobs]
-        todo = jobs[::-1]  # list.pop() is atomic: each layer is taken exactly once
-        done: queue.SimpleQueue[tuple[Layer, Any, BaseException | None]] = queue.SimpleQueue()
-
-        def work() -> None:
-            while True:
-                try:
-                    layer = todo.pop()
-                except IndexError:
-                    return
-                try:
-                    done.put((layer, layers[layer].search(q, k, flt), None))
-                except BaseException as e:  # handed to the caller's thread below
-                    done.put((layer, None, e))
-
-        pool = self._search_pool()
-        for _ in range(min(_cpus() - 1, len(jobs) - 1)):
-            pool.submit(work)
-        work()
-        results: dict[Layer, Any] = {}
-        for _ in jobs:
-            layer, found, err = done.get()
-            if err is not None:
-                raise err
-            results[layer] = found
-        return [(layer, results[layer]) for layer in jobs]
-
-    def _search_pool(self) -> Any:
-        pool = self._pool
-        if pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with self._access_lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(
-                        max_workers=max(1, min(_cpus() - 1, len(Layer) - 1)),
-                        thread_name_prefix="magray-search",
-                    )
-                pool = self._pool
-        return pool
 
     @staticmethod
     def _opt_str(name: str, value: Any) -> str | None:
@@ -1375,9 +1294,8 @@ class Memory:
         if pending is not None:  # folded into the record this update writes anyway
             pending.apply(rec)
         now = self._clock()
-        old_layer, old_label = rec.layer, rec.label
+        old_label = rec.label
         moved = new_layer is not None and new_layer != rec.layer
-        reindex = moved or vec is not None
         with self._writing() as (b, seq):
             holders = TextHolders(self.store)
             if new_text is not None and new_text != rec.text:
@@ -1400,42 +1318,39 @@ class Memory:
                 b.put(rid, vector_bytes(vec[0]), self.store.handle["vectors"])
                 # A re-embed in progress staged a vector of the old text: stage anew.
                 b.delete(rid, self.store.handle["staged"])
-            if reindex:
-                if not moved:
-                    label = self._next_label
-                    self._next_label += 1
-                    b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
-                    rec.label = label
-                    b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
+            if vec is not None:  # a new vector goes under a new label
+                label = self._next_label
+                self._next_label += 1
+                b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
+                rec.label = label
+                b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
                 ops = [
-                    [OP_DEL, old_layer.code, old_label],
+                    [OP_DEL, rec.layer.code, old_label],
                     [OP_ADD, rec.layer.code, rec.label, rid],
                 ]
-            else:
+            else:  # a move or new fields: only the columns change
                 ops = [[OP_META, rec.layer.code, rec.label, rid]]
             holders.write(b)
             b.put(rid, rec.encode(), self.store.handle["records"])
             for i, op in enumerate(ops):
                 self._put_op(b, seq, i, op)
-        with self._index_guard({old_layer, rec.layer}):
-            if reindex:
-                self._layers[old_layer].remove([old_label])
-                vecs = (
-                    vec
-                    if vec is not None
-                    else vectors_from([self.store.get("vectors", rid)], self.dim)
-                )
-                self._layers[rec.layer].add([self._row(rec)], vecs)
+        idx = self._index
+        assert idx is not None
+        with self._index_guard():
+            if vec is not None:
+                idx.remove([old_label])
+                idx.add([self._row(rec)], vec)
             else:
-                self._layers[rec.layer].update_columns(self._row(rec))
+                idx.update_columns([self._row(rec)])
         self._applied_seq = seq
         return self._to_record(rec)
 
     def _move_keys(
         self, b: Any, holders: TextHolders, rec: StoredRecord, to: Layer, now: float, reason: str
     ) -> None:
-        """Batch the key changes of moving rec to another layer (new label); its text's
-        holder entry moves with it (holders is written into b by the caller)."""
+        """Batch the key changes of moving rec to another layer. Its label stays (the
+        index changes a column, not a vector); its text's holder entry moves with it
+        (holders is written into b by the caller)."""
         from magray.kernels import hash128
 
         rid = rec.raw_id
@@ -1448,13 +1363,10 @@ class Memory:
             pack([rec.layer.code, to.code, reason]),
             self.store.handle["moves"],
         )
-        label = self._next_label
-        self._next_label += 1
         rec.layer = to
-        rec.label = label
         rec.layer_since = now
         b.put(layer_time_key(to, rec.created_at, rid), b"", self.store.handle["layer_time"])
-        b.put(label_key(to, label), rid, self.store.handle["labels"])
+        b.put(label_key(to, rec.label), rid, self.store.handle["labels"])
         holders.add(text_key(to, digest), rid)
 
     def delete(self, ids: str | Iterable[str]) -> int:
@@ -1510,12 +1422,10 @@ class Memory:
         with self._access_lock:
             for rec in recs:
                 self._pending.pop(rec.raw_id, None)
-        by_layer: dict[Layer, list[int]] = {}
-        for rec in recs:
-            by_layer.setdefault(rec.layer, []).append(rec.label)
-        with self._index_guard(by_layer):
-            for layer, labels in by_layer.items():
-                self._layers[layer].remove(labels)
+        idx = self._index
+        if idx is not None:
+            with self._index_guard():
+                idx.remove([rec.label for rec in recs])
         self._applied_seq = seq
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -1591,54 +1501,38 @@ class Memory:
         return math.inf
 
     def _apply_moves(self, planned: list[tuple[StoredRecord, Layer, str]], now: float) -> None:
+        """Move records between layers, 1000 to a batch. A move re-keys the record and
+        changes the index's layer column: no vector is read, copied or re-indexed."""
+        idx = self._index
         for i in range(0, len(planned), 1000):
             part = planned[i : i + 1000]
-            olds = []
             with self._writing() as (b, seq):
                 holders = TextHolders(self.store)
-                ops = []
-                for rec, to, reason in part:
-                    olds.append((rec.layer, rec.label))
+                for j, (rec, to, reason) in enumerate(part):
                     self._move_keys(b, holders, rec, to, now, reason)
                     b.put(rec.raw_id, rec.encode(), self.store.handle["records"])
-                    ops.append([OP_DEL, olds[-1][0].code, olds[-1][1]])
-                    ops.append([OP_ADD, rec.layer.code, rec.label, rec.raw_id])
+                    self._put_op(b, seq, j, [OP_META, rec.layer.code, rec.label, rec.raw_id])
                 holders.write(b)
-                for j, op in enumerate(ops):
-                    self._put_op(b, seq, j, op)
-            # The store has moved; now the indexes (a crash here is repaired on open), one
-            # remove and one add per layer.
-            vecs = vectors_from(
-                self.store.multi_get("vectors", [r.raw_id for r, _, _ in part]), self.dim
-            )
-            gone: dict[Layer, list[int]] = {}
-            for old_layer, old_label in olds:
-                gone.setdefault(old_layer, []).append(old_label)
-            arrived: dict[Layer, list[int]] = {}
-            for j, (rec, _to, _reason) in enumerate(part):
-                arrived.setdefault(rec.layer, []).append(j)
-            with self._index_guard(set(gone) | set(arrived)):
-                for layer, labels in gone.items():
-                    self._layers[layer].remove(labels)
-                for layer, js in arrived.items():
-                    self._layers[layer].add([self._row(part[j][0]) for j in js], vecs[js])
+            # The store has moved; now the index (a crash here is repaired on open).
+            if idx is not None:
+                with self._index_guard():
+                    idx.update_columns([self._row(rec) for rec, _, _ in part])
             self._applied_seq = seq
 
     @contextlib.contextmanager
-    def _index_guard(self, layers: Iterable[Layer]) -> Iterator[None]:
-        """Index updates after a store write: if one fails (or is interrupted), the touched
-        layers are rebuilt from the store, so no snapshot can record a sequence its index
-        does not reflect and the store stays the truth. The error is re-raised."""
+    def _index_guard(self) -> Iterator[None]:
+        """Index updates after a store write: if one fails (or is interrupted), the index
+        is rebuilt from the store, so no snapshot can record a sequence its index does
+        not reflect and the store stays the truth. The error is re-raised."""
         try:
             yield
         except BaseException:
-            for layer in list(layers):
-                try:
-                    self._layers[layer] = self._index_from_store(layer)
-                    if self._layers[layer].needs_graph():
-                        self._start_rebuild(self._layers[layer])
-                except Exception:
-                    _LOG.exception("could not rebuild the %s index; it is rebuilt on open", layer)
+            try:
+                idx = self._index = self._index_from_store()
+                if idx.needs_graph():
+                    self._start_rebuild(idx)
+            except Exception:
+                _LOG.exception("could not rebuild the index; it is rebuilt on open")
             raise
 
     # -- maintenance ----------------------------------------------------------------------------
@@ -1647,18 +1541,16 @@ class Memory:
         while not self._stop.wait(self.config.access_flush_seconds):
             try:
                 self._flush_access()
-                for idx in list(self._layers.values()):
+                idx = self._index
+                if idx is not None:
                     if idx.needs_graph() or idx.needs_rebuild():
                         self._start_rebuild(idx)
-                if any(
-                    i.changes_since_save >= self.config.index_save_every
-                    for i in self._layers.values()
-                ):
-                    self._save_indexes(force=False)
+                    if idx.changes_since_save >= self.config.index_save_every:
+                        self._save_indexes(force=False)
             except Exception:  # keep the worker alive; the next round retries
                 _LOG.exception("background maintenance failed")
 
-    def _start_rebuild(self, idx: LayerIndex) -> None:
+    def _start_rebuild(self, idx: VectorIndex) -> None:
         def vectors_of(labels: np.ndarray) -> np.ndarray:
             rids = [idx.id_of(int(label)) or b"" for label in labels]
             return vectors_from(self.store.multi_get("vectors", rids), self.dim)
@@ -1666,21 +1558,21 @@ class Memory:
         idx.start_rebuild(vectors_of)
 
     def _save_indexes(self, force: bool) -> None:
-        """Snapshot changed layers at the current sequence, then trim the oplog."""
-        if not self._layers:
-            return
+        """Snapshot the index at the current sequence if it changed, then trim the oplog."""
         with self._wlock:
+            idx = self._index
+            if idx is None:
+                return
             seq = self._seq
-            for idx in self._layers.values():
-                due = force or idx.changes_since_save >= self.config.index_save_every
-                stale = (
-                    idx.changes_since_save
-                    or idx.snapshot_seq < seq
-                    or not (self.path / "index" / idx.layer.value / "current").exists()
-                )
-                if due and stale:
-                    idx.save(self.path / "index", seq, self.fingerprint)
-            floor = min(idx.snapshot_seq for idx in self._layers.values())
+            due = force or idx.changes_since_save >= self.config.index_save_every
+            stale = (
+                idx.changes_since_save
+                or idx.snapshot_seq < seq
+                or not (self.path / "index" / SNAPSHOT_DIR / "current").exists()
+            )
+            if due and stale:
+                idx.save(self.path / "index", seq, self.fingerprint)
+            floor = idx.snapshot_seq
             if floor > 0:
                 b = self.store.batch()
                 b.delete_range(u64(0), u64(floor + 1), self.store.handle["oplog"])
@@ -1691,15 +1583,15 @@ class Memory:
     def flush(self) -> None:
         """Write pending access statistics and index snapshots now."""
         self._check_writable()
-        for idx in self._layers.values():
-            idx.wait_rebuilt()
+        self._wait_builds()
         self._flush_access()
         self._save_indexes(force=True)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Start any index build that is due and block until builds finish (searches are
         served exactly meanwhile, so waiting is never needed for correctness)."""
-        for idx in self._layers.values():
+        idx = self._index
+        if idx is not None:
             if not self.read_only and (idx.needs_graph() or idx.needs_rebuild()):
                 self._start_rebuild(idx)
             idx.wait_rebuilt(timeout)
@@ -1714,7 +1606,7 @@ class Memory:
         new_fingerprint = self.store.meta("fingerprint") or ""
         seq = int(self.store.meta("seq") or 0)
         if not self.dim and new_dim:
-            self._init_layers(new_dim, new_fingerprint)
+            self._init_index(new_dim, new_fingerprint)
         elif self.dim and (new_dim, new_fingerprint) != (self.dim, self.fingerprint):
             # The writer re-embedded the store: every index here is of the old model.
             self.dim, self.fingerprint, self._seq = new_dim, new_fingerprint, seq
@@ -1733,8 +1625,10 @@ class Memory:
             self._applied_seq = seq
             return behind
         entries = self._oplog_after(self._applied_seq)
-        for idx in self._layers.values():
-            idx.snapshot_seq = max(idx.snapshot_seq, self._applied_seq)
+        idx = self._index
+        if idx is None:
+            return 0
+        idx.snapshot_seq = max(idx.snapshot_seq, self._applied_seq)
         self._apply_ops(entries)
         self._applied_seq = seq
         self._seq = seq
@@ -1743,8 +1637,10 @@ class Memory:
     # -- reports -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counts per layer, index states, model, sizes and lifecycle history."""
+        """Counts per layer, the index's state, model, sizes and lifecycle history."""
         self._check_open()
+        idx = self._index
+        counts = idx.layer_counts() if idx is not None else [0] * len(Layer)
         moves: dict[str, int] = {}
         for _key, raw in self.store.scan("moves"):
             frm, to, _reason = unpack(raw)
@@ -1759,18 +1655,14 @@ class Memory:
             "fingerprint": self.fingerprint,
             "embedder": None if e is None else self._embedder_stats(e),
             "cache": {key: c.stats() for key, c in self._caches.items()},
-            "layers": {
-                layer.value: {
-                    "records": idx.count,
-                    "index": idx.state,
-                    "deleted_in_graph": idx.graph_deleted,
-                    "snapshot_seq": idx.snapshot_seq,
-                }
-                for layer, idx in self._layers.items()
-            }
-            if self._layers
-            else {layer.value: {"records": 0, "index": "empty"} for layer in Layer},
-            "records": sum(idx.count for idx in self._layers.values()),
+            "layers": {layer.value: {"records": counts[layer.code]} for layer in Layer},
+            "index": {
+                "state": "empty" if idx is None else idx.state,
+                "records": 0 if idx is None else idx.count,
+                "deleted_in_graph": 0 if idx is None else idx.graph_deleted,
+                "snapshot_seq": 0 if idx is None else idx.snapshot_seq,
+            },
+            "records": sum(counts),
             "seq": self._seq,
             "pending_access": len(self._pending),
             "store_bytes": self.store.size_bytes(),
@@ -1796,9 +1688,9 @@ class Memory:
         """Compact RocksDB and rebuild graphs with deleted elements."""
         self._check_writable()
         self.store.compact()
-        for idx in self._layers.values():
-            if idx.graph is not None and idx.graph_deleted:
-                self._start_rebuild(idx)
+        idx = self._index
+        if idx is not None and idx.graph is not None and idx.graph_deleted:
+            self._start_rebuild(idx)
         self.wait_ready()
         self._save_indexes(force=True)
 

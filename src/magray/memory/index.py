@@ -1,11 +1,16 @@
-"""The derived, in-memory side of one layer: filter columns plus a vector index.
+"""The derived, in-memory side of a store: filter columns plus one vector index.
 
-A layer keeps, for each live record, its hnswlib label, id, creation time and interned
-project, session, kind and tags (the columns filters run on), and its vector in one of:
+The index keeps, for each live record of every layer, its hnswlib label, id, layer,
+creation time and interned project, session, kind and tags (the columns filters run
+on), and its vector in one of:
 
 - an **exact matrix** (float32, unit rows), searched with the native top-k, while the
-  layer is small (below ``exact_threshold``) or while its graph is being built;
+  store is small (below ``exact_threshold``) or while its graph is being built;
 - an **hnswlib graph** (inner product on unit vectors), once it is large.
+
+The layer is a column like the others: a search over every layer is one graph search,
+one over some layers goes through the filter path, and a promotion changes a column
+without moving a vector.
 
 Everything here can be rebuilt from the store. A snapshot (graph or matrix, columns and
 the store sequence it reflects) is written atomically: a new directory, files fsynced,
@@ -66,6 +71,7 @@ class Row:
 
     label: int
     id: bytes
+    layer: int  # Layer.code
     created_ms: int
     project: str | None
     session: str | None
@@ -75,8 +81,10 @@ class Row:
 
 @dataclass(slots=True)
 class Filter:
-    """Conditions on the columns; None means no condition. tags match any-of."""
+    """Conditions on the columns; None means no condition. tags match any-of, layers
+    (Layer codes) any-of."""
 
+    layers: tuple[int, ...] | None = None
     tags: tuple[str, ...] | None = None
     project: str | None = None
     session: str | None = None
@@ -88,6 +96,7 @@ class Filter:
         return any(
             v is not None
             for v in (
+                self.layers,
                 self.tags,
                 self.project,
                 self.session,
@@ -193,12 +202,14 @@ def file_digest(path: Path) -> str:
                 view.release()
 
 
-class LayerIndex:
-    """Columns and vectors of one layer. Mutations are serialised by the caller (the
-    engine's write lock); searches may run concurrently with them."""
+SNAPSHOT_DIR = "vectors"  # under the store's index/ directory
 
-    def __init__(self, layer: Layer, dim: int, config: MemoryConfig, strings: Interner) -> None:
-        self.layer = layer
+
+class VectorIndex:
+    """Columns and vectors of every record of a store. Mutations are serialised by the
+    caller (the engine's write lock); searches may run concurrently with them."""
+
+    def __init__(self, dim: int, config: MemoryConfig, strings: Interner) -> None:
         self.dim = dim
         self.config = config
         self.strings = strings
@@ -207,6 +218,7 @@ class LayerIndex:
         self.n = 0  # rows used (alive or not)
         self.labels = np.zeros(cap, np.int64)
         self.ids = np.zeros((cap, 16), np.uint8)
+        self.layer = np.zeros(cap, np.int8)
         self.created = np.zeros(cap, np.int64)
         self.project = np.full(cap, NO_CODE, np.int32)
         self.session = np.full(cap, NO_CODE, np.int32)
@@ -249,6 +261,7 @@ class LayerIndex:
 
         self.labels = grown(self.labels)
         self.ids = grown(self.ids)
+        self.layer = grown(self.layer)
         self.created = grown(self.created)
         self.project = grown(self.project, NO_CODE)
         self.session = grown(self.session, NO_CODE)
@@ -295,6 +308,7 @@ class LayerIndex:
     def _set_row(self, p: int, r: Row) -> None:
         self.labels[p] = r.label
         self.ids[p] = np.frombuffer(r.id, np.uint8)
+        self.layer[p] = r.layer
         self.created[p] = r.created_ms
         self.project[p] = self.strings.code(r.project)
         self.session[p] = self.strings.code(r.session)
@@ -311,13 +325,17 @@ class LayerIndex:
             for t in codes:
                 self.tags.setdefault(t, set()).add(r.label)
 
-    def update_columns(self, row: Row) -> None:
-        p = self.pos.get(row.label)
-        if p is None:
-            return
+    def update_columns(self, rows: Sequence[Row]) -> None:
+        """New column values (layer, tags, ...) for records already indexed, under one
+        lock; their vectors stay where they are."""
+        changed = 0
         with _Write(self._rw):
-            self._set_row(p, row)
-        self.changes_since_save += 1
+            for row in rows:
+                p = self.pos.get(row.label)
+                if p is not None:
+                    self._set_row(p, row)
+                    changed += 1
+        self.changes_since_save += changed
 
     def remove(self, labels: Iterable[int]) -> int:
         removed = 0
@@ -351,12 +369,23 @@ class LayerIndex:
         for label, p in list(self.pos.items()):
             yield label, self.ids[p].tobytes()
 
+    def layer_counts(self) -> list[int]:
+        """Live records per layer, indexed by Layer.code."""
+        with _Read(self._rw):
+            live = self.layer[: self.n][self.alive[: self.n]]
+            return [int(c) for c in np.bincount(live, minlength=len(Layer))]
+
     # -- search ---------------------------------------------------------------------
 
     def _candidates(self, f: Filter) -> np.ndarray:
         """Rows that are alive and pass the filter."""
         n = self.n
         mask = self.alive[:n].copy()
+        if f.layers is not None:
+            if len(f.layers) == 1:
+                mask &= self.layer[:n] == f.layers[0]
+            else:
+                mask &= np.isin(self.layer[:n], np.asarray(f.layers, np.int8))
         for value, column in (
             (f.project, self.project),
             (f.session, self.session),
@@ -388,10 +417,10 @@ class LayerIndex:
         """(labels, cosine scores) best first: the k best, plus every record that ties
         with the k-th score, so that the caller can give ties to the older record (the
         kernels and the graph break ties by position, which is not age). Exact where the
-        graph is absent, the filter is selective, or the layer is small.
+        graph is absent, the filter is selective, or the store is small.
 
         One more than k is fetched; while the last one fetched still ties with the k-th,
-        the fetch doubles, up to the whole layer.
+        the fetch doubles, up to the whole index.
         """
         want = k + 1
         while True:
@@ -436,8 +465,8 @@ class LayerIndex:
             want = min(k, live)
             labels, dist = self._knn(query, want)
             return labels, (1.0 - dist).astype(np.float32)
-        # A broad filter: over-fetch in proportion to how much of the layer it keeps, and
-        # widen until k pass or the whole layer has been seen.
+        # A broad filter: over-fetch in proportion to how much of the index it keeps, and
+        # widen until k pass or the whole index has been seen.
         allowed = set(self.labels[rows].tolist())
         fetch = min(live, int(k * live / max(len(rows), 1) * 1.5) + 16)
         while True:
@@ -489,7 +518,7 @@ class LayerIndex:
 
     def start_rebuild(self, vectors_of: Callable[[np.ndarray], np.ndarray]) -> None:
         """Build a fresh graph in a background thread; searches are served exactly from
-        the matrix meanwhile. vectors_of(labels) supplies vectors the layer lacks."""
+        the matrix meanwhile. vectors_of(labels) supplies vectors the index lacks."""
         with _Write(self._rw):
             if self.rebuilding:
                 return
@@ -537,7 +566,7 @@ class LayerIndex:
                     self.rebuilding = False
                 raise
 
-        t = threading.Thread(target=build, name=f"magray-rebuild-{self.layer.value}", daemon=True)
+        t = threading.Thread(target=build, name="magray-index-build", daemon=True)
         self._rebuild_thread = t
         t.start()
 
@@ -582,11 +611,11 @@ class LayerIndex:
     # -- snapshots ------------------------------------------------------------------
 
     def save(self, root: Path, seq: int, fingerprint: str) -> bool:
-        """Write a snapshot reflecting store sequence seq; False if the layer is rebuilding."""
+        """Write a snapshot reflecting store sequence seq; False while the graph is rebuilt."""
         with _Read(self._rw):
             if self.rebuilding:
                 return False
-            layer_dir = root / self.layer.value
+            layer_dir = root / SNAPSHOT_DIR
             layer_dir.mkdir(parents=True, exist_ok=True)
             snap = layer_dir / f"snap-{seq:020d}"
             tmp = layer_dir / f".tmp-{seq:020d}-{os.getpid()}"
@@ -597,6 +626,7 @@ class LayerIndex:
             cols: dict[str, np.ndarray] = {
                 "labels": self.labels[rows],
                 "ids": self.ids[rows],
+                "layer": self.layer[rows],
                 "created": self.created[rows],
                 "project": self.project[rows],
                 "session": self.session[rows],
@@ -620,7 +650,6 @@ class LayerIndex:
                 files[name] = file_digest(tmp / name)
             meta = {
                 "seq": seq,
-                "layer": self.layer.value,
                 "dim": self.dim,
                 "count": int(len(rows)),
                 "graph_deleted": int(self.graph_deleted) if self.graph is not None else 0,
@@ -655,33 +684,26 @@ class LayerIndex:
     def load(
         cls,
         root: Path,
-        layer: Layer,
         dim: int,
         config: MemoryConfig,
         strings: Interner,
         fingerprint: str,
-    ) -> LayerIndex | None:
-        """The layer's last snapshot, or None if there is none. Raises CorruptStoreError
-        if it exists but fails its checks (the caller rebuilds from the store)."""
-        layer_dir = root / layer.value
+    ) -> VectorIndex | None:
+        """The last snapshot, or None if there is none. Raises CorruptStoreError if it
+        exists but fails its checks (the caller rebuilds from the store)."""
+        layer_dir = root / SNAPSHOT_DIR
         pointer = layer_dir / "current"
         if not pointer.exists():
             return None
         try:
             snap = layer_dir / pointer.read_text().strip()
             meta = json.loads((snap / "meta.json").read_text())
-            if (
-                meta["dim"] != dim
-                or meta["fingerprint"] != fingerprint
-                or meta["layer"] != layer.value
-            ):
-                raise CorruptStoreError(
-                    f"snapshot of {layer.value} was made for another model or dimension"
-                )
+            if meta["dim"] != dim or meta["fingerprint"] != fingerprint:
+                raise CorruptStoreError("the index snapshot was made for another model")
             for name, digest in meta["files"].items():
                 if file_digest(snap / name) != digest:
                     raise CorruptStoreError(f"{snap / name} fails its checksum")
-            idx = cls(layer, dim, config, strings)
+            idx = cls(dim, config, strings)
             saved = meta["strings"]
             remap = np.array([strings.code(s) for s in saved] + [NO_CODE], np.int32)
 
@@ -698,6 +720,7 @@ class LayerIndex:
             idx.n = n
             idx.labels[:n] = cols["labels"]
             idx.ids[:n] = cols["ids"]
+            idx.layer[:n] = cols["layer"]
             idx.created[:n] = cols["created"]
             idx.project[:n] = codes(cols["project"])
             idx.session[:n] = codes(cols["session"])
@@ -723,7 +746,7 @@ class LayerIndex:
                 # The graph also holds the elements marked deleted since it was built.
                 if g.get_current_count() != n + deleted:
                     raise CorruptStoreError(
-                        f"graph of {layer.value} holds {g.get_current_count()} elements, "
+                        f"the graph holds {g.get_current_count()} elements, "
                         f"columns {n} + {deleted} deleted"
                     )
                 idx.graph = g
@@ -732,7 +755,7 @@ class LayerIndex:
             else:
                 matrix = np.load(snap / "matrix.npy")
                 if matrix.shape != (n, dim):
-                    raise CorruptStoreError(f"matrix of {layer.value} has shape {matrix.shape}")
+                    raise CorruptStoreError(f"the exact matrix has shape {matrix.shape}")
                 assert idx.matrix is not None
                 idx.matrix[:n] = matrix
             idx.snapshot_seq = int(meta["seq"])
@@ -740,6 +763,4 @@ class LayerIndex:
         except CorruptStoreError:
             raise
         except Exception as exc:
-            raise CorruptStoreError(
-                f"snapshot of layer {layer.value} is unreadable: {exc}"
-            ) from exc
+            raise CorruptStoreError(f"the index snapshot is unreadable: {exc}") from exc
