@@ -378,7 +378,7 @@ class VectorIndex:
     # -- search ---------------------------------------------------------------------
 
     def _candidates(self, f: Filter) -> np.ndarray:
-        """Rows that are alive and pass the filter."""
+        """A boolean mask over the rows: alive and passing the filter."""
         n = self.n
         mask = self.alive[:n].copy()
         if f.layers is not None:
@@ -394,7 +394,7 @@ class VectorIndex:
             if value is not None:
                 code = self.strings.lookup(value)
                 if code is None:
-                    return np.zeros(0, np.int64)
+                    return np.zeros(n, bool)
                 mask &= column[:n] == code
         if f.since_ms is not None:
             mask &= self.created[:n] >= f.since_ms
@@ -411,7 +411,8 @@ class VectorIndex:
                 rows = [self.pos[label] for label in labels if label in self.pos]
                 tag_mask[rows] = True
             mask &= tag_mask
-        return np.flatnonzero(mask)
+        out: np.ndarray = mask
+        return out
 
     def search(self, query: np.ndarray, k: int, f: Filter | None) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosine scores) best first: the k best, plus every record that ties
@@ -436,7 +437,8 @@ class VectorIndex:
         with _Read(self._rw):
             if not self.pos:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            rows = self._candidates(f) if f is not None and f.active() else None
+            mask = self._candidates(f) if f is not None and f.active() else None
+            rows = None if mask is None else np.flatnonzero(mask)
             if rows is not None and len(rows) == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             use_graph = self.graph is not None and not self.rebuilding
@@ -455,23 +457,28 @@ class VectorIndex:
                 vecs = np.ascontiguousarray(self.graph.get_items(labels), dtype=np.float32)
                 idx, sc = topk(query, vecs, k)
                 return labels[idx], sc
-            return self._graph_search(query, k, rows)
+            return self._graph_search(query, k, mask, 0 if rows is None else len(rows))
 
     def _graph_search(
-        self, query: np.ndarray, k: int, rows: np.ndarray | None
+        self, query: np.ndarray, k: int, mask: np.ndarray | None, passing: int
     ) -> tuple[np.ndarray, np.ndarray]:
         live = self.count
-        if rows is None:
+        if mask is None:
             want = min(k, live)
             labels, dist = self._knn(query, want)
             return labels, (1.0 - dist).astype(np.float32)
         # A broad filter: over-fetch in proportion to how much of the index it keeps, and
-        # widen until k pass or the whole index has been seen.
-        allowed = set(self.labels[rows].tolist())
-        fetch = min(live, int(k * live / max(len(rows), 1) * 1.5) + 16)
+        # widen until k pass or the whole index has been seen. Only the labels fetched are
+        # checked against the filter's row mask.
+        pos = self.pos
+        fetch = min(live, int(k * live / max(passing, 1) * 1.5) + 16)
         while True:
             labels, dist = self._knn(query, fetch)
-            keep = [i for i, lab in enumerate(labels.tolist()) if lab in allowed]
+            keep = [
+                i
+                for i, lab in enumerate(labels.tolist())
+                if (row := pos.get(lab)) is not None and mask[row]
+            ]
             if len(keep) >= k or fetch >= live:
                 keep = keep[:k]
                 return labels[keep], (1.0 - dist[keep]).astype(np.float32)
