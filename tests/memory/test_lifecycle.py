@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import magray
 from magray import Layer
 
@@ -85,3 +87,40 @@ def test_config_values_drive_the_rules(store_path: Path, clock: FakeClock) -> No
         assert [mv.id for mv in report.moved] == [a]
         assert [mv.id for mv in report.expired] == [b]
         assert report.expired[0].reason == f"unused for more than {60 / 86400:g} days"
+
+
+def test_promotion_moves_no_vector_and_rebuilds_no_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from magray.memory.index import VectorIndex
+    from magray.memory.store import Store
+
+    vecs = np.random.default_rng(5).standard_normal((2000, 16)).astype(np.float32)
+    with magray.open(tmp_path / "s", embedder=None, config={"exact_threshold": 500}) as m:
+        ids = m.add_many([f"r{i}" for i in range(2000)], vectors=vecs, importance=0.9)
+        m.wait_ready()
+        graph = m._index.graph  # type: ignore[union-attr]
+        assert graph is not None
+        real_multi_get = Store.multi_get
+
+        def no_vectors(self, cf, keys):  # type: ignore[no-untyped-def]
+            assert cf != "vectors", "a promotion read vectors"
+            return real_multi_get(self, cf, keys)
+
+        def no_index_change(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a promotion changed the vector index")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Store, "multi_get", no_vectors)
+            patch.setattr(VectorIndex, "add", no_index_change)
+            patch.setattr(VectorIndex, "remove", no_index_change)
+            patch.setattr(VectorIndex, "start_rebuild", no_index_change)
+            report = m.promote()
+        assert len(report.moved) == 2000
+        assert m._index.graph is graph  # type: ignore[union-attr]
+        assert m.stats()["layers"]["insights"]["records"] == 2000
+        hits = m.search(vector=vecs[7], k=1, layers=["insights"])
+        assert hits[0].id == ids[7] and hits[0].layer.value == "insights"
+        assert m.search(vector=vecs[7], k=1, layers=["interact"]) == []
