@@ -423,3 +423,22 @@ def test_vector_only_store_imports_its_own_export(store_path: Path, tmp_path: Pa
     with magray.open(tmp_path / "other", embedder=None) as m:
         assert m.import_jsonl(tmp_path / "v.jsonl").added == 5
         assert texts_of(m.search(vector=vecs[3], k=1)) == ["v3"]
+
+
+def test_reopening_a_graph_store_allocates_no_exact_matrix(store_path: Path) -> None:
+    import tracemalloc
+
+    vecs = unit_vectors(20_000, dim=128, seed=21)
+    matrix_bytes = vecs.nbytes  # what an exact matrix of these rows would take
+    with magray.open(store_path, embedder=None, config=GRAPH) as m:
+        m.add_many([f"r{i}" for i in range(20_000)], vectors=vecs)
+        m.wait_ready()
+    tracemalloc.start()
+    try:
+        with magray.open(store_path, embedder=None, config=GRAPH) as m:
+            _current, peak = tracemalloc.get_traced_memory()
+            assert m.stats()["index"]["state"] == "graph"
+            assert texts_of(m.search(vector=vecs[3], k=1)) == ["r3"]
+    finally:
+        tracemalloc.stop()
+    assert peak < matrix_bytes * 0.8, f"peak {peak / 2**20:.1f} MiB"

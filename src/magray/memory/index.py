@@ -711,6 +711,8 @@ class VectorIndex:
                 if file_digest(snap / name) != digest:
                     raise CorruptStoreError(f"{snap / name} fails its checksum")
             idx = cls(dim, config, strings)
+            if "graph.hnsw" in meta["files"]:
+                idx.matrix = None  # the graph holds the vectors: never allocate a matrix
             saved = meta["strings"]
             remap = np.array([strings.code(s) for s in saved] + [NO_CODE], np.int32)
 
