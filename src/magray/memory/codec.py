@@ -166,6 +166,10 @@ def vector_bytes(v: np.ndarray) -> bytes:
 def vectors_from(raws: list[bytes | None], dim: int) -> np.ndarray:
     """Stored vectors as float32 ``(len(raws), dim)``; a missing one is a zero row.
     Raises CorruptStoreError for a value that is not ``dim`` float32 values."""
+    if raws and all(raw is not None and len(raw) == 4 * dim for raw in raws):
+        joined = b"".join(raws)  # type: ignore[arg-type]
+        rows: np.ndarray = np.frombuffer(joined, np.float32).reshape(len(raws), dim).copy()
+        return rows
     out = np.zeros((len(raws), dim), np.float32)
     for i, raw in enumerate(raws):
         if raw is not None:

@@ -283,7 +283,7 @@ class Memory:
         if not self.read_only:
             for layer in Layer:
                 shutil.rmtree(root / layer.value, ignore_errors=True)
-        self._index = idx
+        self._publish(idx)
         self._replay(idx.snapshot_seq)
         if idx.needs_graph():
             self._start_rebuild(idx)
@@ -784,7 +784,7 @@ class Memory:
         idx.snapshot_seq = self._seq
         self.dim = dim
         self.fingerprint = fingerprint
-        self._index = idx
+        self._publish(idx)
 
     # -- adding --------------------------------------------------------------------------
 
@@ -1528,7 +1528,7 @@ class Memory:
             yield
         except BaseException:
             try:
-                idx = self._index = self._index_from_store()
+                idx = self._publish(self._index_from_store())
                 if idx.needs_graph():
                     self._start_rebuild(idx)
             except Exception:
@@ -1550,12 +1550,20 @@ class Memory:
             except Exception:  # keep the worker alive; the next round retries
                 _LOG.exception("background maintenance failed")
 
-    def _start_rebuild(self, idx: VectorIndex) -> None:
+    def _publish(self, idx: VectorIndex) -> VectorIndex:
+        """Make idx the store's index (one assignment: a racing search sees the old or
+        the new one), reading vectors it does not hold from the store."""
+
         def vectors_of(labels: np.ndarray) -> np.ndarray:
             rids = [idx.id_of(int(label)) or b"" for label in labels]
             return vectors_from(self.store.multi_get("vectors", rids), self.dim)
 
-        idx.start_rebuild(vectors_of)
+        idx.vectors_of = vectors_of
+        self._index = idx
+        return idx
+
+    def _start_rebuild(self, idx: VectorIndex) -> None:
+        idx.start_rebuild()
 
     def _save_indexes(self, force: bool) -> None:
         """Snapshot the index at the current sequence if it changed, then trim the oplog."""

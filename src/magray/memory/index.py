@@ -235,6 +235,9 @@ class VectorIndex:
         self._rebuild_thread: threading.Thread | None = None
         self.snapshot_seq = 0  # store sequence of the snapshot this state started from
         self.changes_since_save = 0
+        # Vectors of labels, read from where the vectors are kept (the engine's store):
+        # a graph hands out its own only at about 20 us a row.
+        self.vectors_of: Callable[[np.ndarray], np.ndarray] | None = None
 
     # -- size -----------------------------------------------------------------------
 
@@ -454,7 +457,7 @@ class VectorIndex:
             if rows is not None and len(rows) <= max(self.config.exact_threshold, self.count // 20):
                 # Selective filter: score exactly the few candidates (no recall lost).
                 labels = self.labels[rows]
-                vecs = np.ascontiguousarray(self.graph.get_items(labels), dtype=np.float32)
+                vecs = self._vectors(labels)
                 idx, sc = topk(query, vecs, k)
                 return labels[idx], sc
             return self._graph_search(query, k, mask, 0 if rows is None else len(rows))
@@ -523,9 +526,15 @@ class VectorIndex:
         total = int(self.graph.get_current_count())
         return total > 0 and self.graph_deleted / total > self.config.rebuild_deleted_fraction
 
-    def start_rebuild(self, vectors_of: Callable[[np.ndarray], np.ndarray]) -> None:
+    def _vectors(self, labels: np.ndarray) -> np.ndarray:
+        """float32 unit vectors of labels that the graph holds."""
+        if self.vectors_of is not None:
+            return self.vectors_of(labels)
+        return np.ascontiguousarray(self.graph.get_items(labels), dtype=np.float32)
+
+    def start_rebuild(self) -> None:
         """Build a fresh graph in a background thread; searches are served exactly from
-        the matrix meanwhile. vectors_of(labels) supplies vectors the index lacks."""
+        the matrix meanwhile."""
         with _Write(self._rw):
             if self.rebuilding:
                 return
@@ -534,12 +543,7 @@ class VectorIndex:
                 rows = np.flatnonzero(self.alive[: self.n])
                 matrix = np.zeros((len(self.labels), self.dim), np.float32)
                 if len(rows):
-                    if self.graph is not None:
-                        matrix[rows] = np.asarray(
-                            self.graph.get_items(self.labels[rows]), np.float32
-                        )
-                    else:
-                        matrix[rows] = vectors_of(self.labels[rows])
+                    matrix[rows] = self._vectors(self.labels[rows])
                 self.matrix = matrix
             self.rebuilding = True
             self._rebuild_log = []
