@@ -371,3 +371,14 @@ def test_sigterm_lets_a_call_in_flight_finish(server: Server, tmp_path: Path) ->
     channel.close()
     with magray.open(server.root / "drain", embedder="hash") as local:
         assert [r.text for r in local.recent()] == ["imported while the server was stopping"]
+
+
+def test_a_bad_import_names_the_upload_not_a_server_path(server: Server, tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
+    with remote(server, "imports") as m:
+        m.add("the namespace exists")
+        with pytest.raises(magray.InvalidInputError) as info:
+            m.import_jsonl(bad)
+    assert "the uploaded lines" in str(info.value) and "UTF-8" in str(info.value)
+    assert str(server.root) not in str(info.value)

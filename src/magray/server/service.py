@@ -233,7 +233,10 @@ class MemoryService(pb_grpc.MemoryServicer):
                 with open(tmp, "wb") as f:
                     for chunk in request_iterator:
                         f.write(chunk.data)
-                return wire.import_to_pb(mem.import_jsonl(tmp))
+                try:
+                    return wire.import_to_pb(mem.import_jsonl(tmp))
+                except MagrayError as exc:  # name what the client sent, not a server path
+                    raise type(exc)(str(exc).replace(str(tmp), "the uploaded lines")) from None
 
         return self._call(context, True, run)
 
