@@ -93,12 +93,17 @@ class BackupError(StoreError):
     """A backup is damaged, incomplete or not a magray backup."""
 
 
-def storage_error(exc: BaseException, path: object, action: str) -> StoreError:
+def storage_error(
+    exc: BaseException,
+    path: object,
+    action: str,
+    fix: str = "check the device and its permissions, then open the store again",
+) -> StoreError:
     """The StoreError for a failed database or file operation on the store at path.
 
     The binding raises plain Exceptions whose text carries RocksDB's status; OSError
     carries an errno. A full device gives DiskFullError, read-only media a StoreError
-    that says so, anything else a StoreError with the cause.
+    that says so, anything else a StoreError with the cause and ``fix``.
     """
     if isinstance(exc, StoreError):
         return exc
@@ -114,7 +119,4 @@ def storage_error(exc: BaseException, path: object, action: str) -> StoreError:
             f"{action} failed: {path} is on a read-only file system; open it with "
             "read_only=True, or move the store to writable storage"
         )
-    return StoreError(
-        f"{action} failed for the store at {path}: {msg}; check the device and its "
-        "permissions, then open the store again"
-    )
+    return StoreError(f"{action} failed for the store at {path}: {msg}; {fix}")

@@ -43,13 +43,12 @@ ERROR_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.StoreError, grpc.StatusCode.INTERNAL),
     (errors.MagrayError, grpc.StatusCode.INTERNAL),
 ]
-_BY_NAME: dict[str, type[BaseException]] = {cls.__name__: cls for cls, _ in ERROR_CODES}
-_BY_NAME.update(
-    {
-        "ModelDownloadError": errors.ModelDownloadError,
-        "StoreError": errors.StoreError,
-    }
-)
+# Every class of the hierarchy, by the name the server sends.
+_BY_NAME: dict[str, type[BaseException]] = {
+    name: cls
+    for name, cls in vars(errors).items()
+    if isinstance(cls, type) and issubclass(cls, errors.MagrayError)
+}
 
 
 def status_of(exc: BaseException) -> grpc.StatusCode:

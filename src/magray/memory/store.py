@@ -170,12 +170,8 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:  # rocksdict raises plain Exceptions
-            err = storage_error(exc, path, "opening the database")
-            if type(err) is StoreError and "read-only" not in str(err):
-                err = StoreError(
-                    f"cannot open the database in {path}: {exc}; check the path and its permissions"
-                )
-            raise err from exc
+            fix = "check the path and its permissions"
+            raise storage_error(exc, path, "opening the database", fix) from exc
         self.cf = {name: self.db.get_column_family(name) for name in families}
         self.handle = {name: self.db.get_column_family_handle(name) for name in families}
         self._write_opts = WriteOptions()
