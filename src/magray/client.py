@@ -14,6 +14,7 @@ applied at most once.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -204,27 +205,28 @@ class RemoteMemory:
         """Bulk ingest over one stream: each batch is a dict of :meth:`add_many`'s
         arguments (``texts`` required). Each batch is acknowledged once it is durable;
         returns every id in order (``on_ack`` sees each batch's ids as it is acked)."""
-        requests = (
-            self._add_request(
-                b["texts"],
-                b.get("vectors"),
-                b.get("layer", Layer.INTERACT),
-                b.get("kind", "note"),
-                b.get("tags", ()),
-                b.get("project"),
-                b.get("session"),
-                b.get("metadata"),
-                b.get("importance", 0.0),
-                b.get("on_duplicate", "access"),
-            )
-            for b in batches
-        )
+        signature = inspect.signature(self.add_many)
+
+        def request(batch: dict[str, Any]) -> pb.AddRequest:
+            try:  # add_many's own arguments and defaults
+                bound = signature.bind(**batch)
+            except TypeError as exc:
+                raise InvalidInputError(
+                    f"an add_stream batch takes add_many's arguments: {exc}"
+                ) from None
+            bound.apply_defaults()
+            return self._add_request(**bound.arguments)
+
+        feed = _Feed(request(b) for b in batches)
         out: list[str] = []
-        for reply in self._stream("AddStream", requests):
-            ids = [i or None for i in reply.ids]
-            out.extend(ids)  # type: ignore[arg-type]
-            if on_ack is not None:
-                on_ack(ids)  # type: ignore[arg-type]
+        try:
+            for reply in self._stream("AddStream", iter(feed)):
+                ids = [i or None for i in reply.ids]
+                out.extend(ids)  # type: ignore[arg-type]
+                if on_ack is not None:
+                    on_ack(ids)  # type: ignore[arg-type]
+        finally:
+            feed.reraise()  # a bad batch: the ones before it are stored and acknowledged
         return out
 
     @staticmethod
@@ -454,10 +456,13 @@ class RemoteMemory:
                 while data := f.read(1 << 20):
                     yield pb.Chunk(data=data)
 
+        feed = _Feed(chunks())
         try:
-            reply = self._stub.Import(chunks(), timeout=self._timeout, metadata=self._md())
+            reply = self._stub.Import(iter(feed), timeout=self._timeout, metadata=self._md())
         except grpc.RpcError as exc:
+            feed.reraise()
             raise _translate(exc) from None
+        feed.reraise()
         return wire.import_from_pb(reply)
 
     def reembed(self, progress: Any = None, batch_size: int = 256) -> int:
@@ -500,6 +505,26 @@ def connect(
         timeout=timeout,
         root_certificates=root_certificates,
     )
+
+
+class _Feed:
+    """The requests of a client stream, built as gRPC asks for them. An error while
+    building one ends the stream where it is, and :meth:`reraise` raises it in the
+    caller (gRPC itself would only report "Exception iterating requests")."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = items
+        self._error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._items
+        except Exception as exc:
+            self._error = exc
+
+    def reraise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _trace_injector() -> Callable[[dict[str, str]], None] | None:

@@ -382,3 +382,18 @@ def test_a_bad_import_names_the_upload_not_a_server_path(server: Server, tmp_pat
             m.import_jsonl(bad)
     assert "the uploaded lines" in str(info.value) and "UTF-8" in str(info.value)
     assert str(server.root) not in str(info.value)
+
+
+def test_add_stream_batches_take_add_manys_arguments(server: Server) -> None:
+    with remote(server, "streamed") as m:
+        ids = m.add_stream(
+            [{"texts": ["one", "two"], "tags": ["t"]}, {"texts": ["three"], "layer": "assets"}]
+        )
+        assert [m.get(i).text for i in ids] == ["one", "two", "three"]  # type: ignore[union-attr]
+        assert m.get(ids[2]).layer.value == "assets"  # type: ignore[union-attr]
+        acked: list[list[str]] = []
+        with pytest.raises(magray.InvalidInputError, match="add_many's arguments"):
+            m.add_stream(
+                [{"texts": ["kept"]}, {"texts": ["x"], "colour": "red"}], on_ack=acked.append
+            )
+        assert len(acked) == 1 and m.get(acked[0][0]).text == "kept"  # type: ignore[union-attr]
