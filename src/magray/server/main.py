@@ -232,14 +232,6 @@ def serve(
 
         interceptors.append(server_interceptor(tracer_provider=tracer_provider))  # type: ignore[no-untyped-call]
         tracing.enable(tracer_provider)
-    scheme = "grpcs" if credentials else "grpc"
-    tenants = Tenants(
-        root,
-        lambda path: open_store(path, batcher),
-        max_open=max_open,
-        serving={"url": None},
-        on_change=metrics.namespaces.set,
-    )
     limit = max_message_mb << 20
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="magray-rpc"),
@@ -251,6 +243,24 @@ def serve(
             ("grpc.so_reuseport", 0),
         ],
     )
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = (
+            server.add_secure_port(address, credentials)
+            if credentials
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError as exc:
+        raise InvalidInputError(f"cannot listen on {listen}: {exc}") from None
+    scheme = "grpcs" if credentials else "grpc"
+    url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{bound}"
+    tenants = Tenants(
+        root,
+        lambda path: open_store(path, batcher),
+        max_open=max_open,
+        serving={"url": url},
+        on_change=metrics.namespaces.set,
+    )
     service = MemoryService(tenants, tokens, root)
     memory_pb2_grpc.add_MemoryServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
@@ -261,17 +271,6 @@ def serve(
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(names, server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        bound = (
-            server.add_secure_port(address, credentials)
-            if credentials
-            else server.add_insecure_port(address)
-        )
-    except RuntimeError as exc:
-        raise InvalidInputError(f"cannot listen on {listen}: {exc}") from None
-    url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{bound}"
-    tenants._serving = {"url": url}
     if metrics_listen:
         metrics.serve_http(metrics_listen)
     server.start()

@@ -4,6 +4,7 @@ namespace's Memory, and maps the result (or the error, through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -215,7 +216,7 @@ class MemoryService(pb_grpc.MemoryServicer):
     ) -> Iterator[pb.Chunk]:
         try:
             namespace = self._caller(context, False)
-            with self.tenants.use(namespace, create=False) as mem, self._scratch() as tmp:
+            with self.tenants.use(namespace, create=False) as mem, _scratch(self.root) as tmp:
                 mem.export_jsonl(tmp, vectors=request.vectors)
                 with open(tmp, "rb") as f:
                     while chunk := f.read(_CHUNK):
@@ -229,7 +230,7 @@ class MemoryService(pb_grpc.MemoryServicer):
         self, request_iterator: Iterator[pb.Chunk], context: grpc.ServicerContext
     ) -> pb.ImportReply:
         def run(mem: Any) -> pb.ImportReply:
-            with self._scratch() as tmp:
+            with _scratch(self.root) as tmp:
                 with open(tmp, "wb") as f:
                     for chunk in request_iterator:
                         f.write(chunk.data)
@@ -240,22 +241,19 @@ class MemoryService(pb_grpc.MemoryServicer):
 
         return self._call(context, True, run)
 
-    def _scratch(self) -> Any:
-        """A temporary file under the server's root, removed afterwards."""
-        import contextlib
 
-        @contextlib.contextmanager
-        def scratch() -> Iterator[Path]:
-            tmp_dir = self.root / ".tmp"
-            tmp_dir.mkdir(exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=tmp_dir, suffix=".jsonl")
-            os.close(fd)
-            try:
-                yield Path(name)
-            finally:
-                Path(name).unlink(missing_ok=True)
-
-        return scratch()
+@contextlib.contextmanager
+def _scratch(root: Path) -> Iterator[Path]:
+    """A temporary file under the server's root (same file system as the stores),
+    removed afterwards."""
+    tmp_dir = root / ".tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=tmp_dir, suffix=".jsonl")
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _opt(msg: Any, name: str) -> Any:
