@@ -115,22 +115,23 @@ def reembed_all(mem: Memory, progress: Callable[[int, int], None] | None, batch_
     total = sum(1 for layer in Layer for _ in s.scan("layer_time", bytes((layer.code,))))
     done = 0
     converted = 0
-    for layer in Layer:
-        chunk: list[StoredRecord] = []
-        for rec in mem._records_of(layer):
-            chunk.append(rec)
-            if len(chunk) >= batch_size:
-                converted += _stage(mem, chunk, target)
-                for _ in chunk:
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-                chunk = []
+
+    def stage(chunk: list[StoredRecord]) -> None:
+        nonlocal done, converted
         converted += _stage(mem, chunk, target)
         for _ in chunk:
             done += 1
             if progress is not None:
                 progress(done, total)
+
+    for layer in Layer:
+        chunk: list[StoredRecord] = []
+        for rec in mem._records_of(layer):
+            chunk.append(rec)
+            if len(chunk) >= batch_size:
+                stage(chunk)
+                chunk = []
+        stage(chunk)
     with mem._wlock:
         for layer in Layer:  # what was added or changed while the stage ran
             recs = list(mem._records_of(layer))
