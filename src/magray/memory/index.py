@@ -231,7 +231,16 @@ class VectorIndex:
         self.graph: Any = None  # hnswlib.Index
         self.graph_deleted = 0
         self.rebuilding = False
-        self._rebuild_log: list[tuple[str, int]] | None = None
+        # While a graph is built: the graph under construction (searched for the rows it
+        # already holds), each row's vector version, and the version the new graph holds
+        # (-1: not in it yet). A row is answered from the partial graph only when the two
+        # agree; every other row is scanned exactly from the matrix.
+        self._partial: Any = None
+        self.version = np.zeros(cap, np.int32)
+        self.graph_version = np.full(cap, -1, np.int32)
+        self._rebuild_deleted: list[int] | None = None
+        self._cursor = 0  # rows below it have been visited by the build
+        self._replaced: set[int] = set()  # rows whose vector was replaced during a build
         self._rebuild_thread: threading.Thread | None = None
         self.snapshot_seq = 0  # store sequence of the snapshot this state started from
         self.changes_since_save = 0
@@ -270,6 +279,8 @@ class VectorIndex:
         self.session = grown(self.session, NO_CODE)
         self.kind = grown(self.kind, NO_CODE)
         self.alive = grown(self.alive, False)
+        self.version = grown(self.version)
+        self.graph_version = grown(self.graph_version, -1)
         if self.matrix is not None:
             self.matrix = grown(self.matrix)
 
@@ -283,9 +294,13 @@ class VectorIndex:
         replaced = [i for i, r in enumerate(rows) if r.label in self.pos]
         with _Write(self._rw):
             for i in replaced:
-                self._set_row(self.pos[rows[i].label], rows[i])
+                p = self.pos[rows[i].label]
+                self._set_row(p, rows[i])
+                self.version[p] += 1  # a graph being built holds the old vector, if any
+                if self.rebuilding:
+                    self._replaced.add(p)
                 if self.matrix is not None:
-                    self.matrix[self.pos[rows[i].label]] = vectors[i]
+                    self.matrix[p] = vectors[i]
             if fresh:
                 self._grow(self.n + len(fresh))
                 start = self.n
@@ -301,8 +316,6 @@ class VectorIndex:
                 if need > self.graph.get_max_elements():
                     self.graph.resize_index(max(need, 2 * self.graph.get_max_elements()))
                 self.graph.add_items(vectors, labels, num_threads=self._threads(len(rows)))
-            if self._rebuild_log is not None:
-                self._rebuild_log += [("add", r.label) for r in rows]
         self.changes_since_save += len(rows)
 
     def _threads(self, n: int) -> int:
@@ -358,8 +371,8 @@ class VectorIndex:
                         self.graph_deleted += 1
                     except RuntimeError:
                         pass  # not in the graph (added while it was rebuilt): nothing to do
-                if self._rebuild_log is not None:
-                    self._rebuild_log.append(("del", label))
+                if self._rebuild_deleted is not None:
+                    self._rebuild_deleted.append(label)
                 removed += 1
         self.changes_since_save += removed
         return removed
@@ -444,6 +457,10 @@ class VectorIndex:
             rows = None if mask is None else np.flatnonzero(mask)
             if rows is not None and len(rows) == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            if self.rebuilding and (
+                rows is None or len(rows) > max(self.config.exact_threshold, self.count // 20)
+            ):
+                return self._partial_search(query, k, mask)
             use_graph = self.graph is not None and not self.rebuilding
             if not use_graph:
                 assert self.matrix is not None
@@ -487,8 +504,79 @@ class VectorIndex:
                 return labels[keep], (1.0 - dist[keep]).astype(np.float32)
             fetch = min(live, fetch * 4)
 
-    def _knn(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        g = self.graph
+    def _partial_search(
+        self, query: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search while a graph is built. The rows below the build's cursor that the
+        partial graph holds with their current vector are searched through it; the rows
+        from the cursor on (a contiguous block) and the few replaced below it are scored
+        exactly; the two are merged by score."""
+        from magray.kernels import topk
+
+        assert self.matrix is not None
+        n, cur, g = self.n, min(self._cursor, self.n), self._partial
+        alive, matrix = self.alive, self.matrix
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        if mask is None:
+            dead = int(np.count_nonzero(~alive[cur:n]))
+            idx, sc = topk(query, matrix[cur:n], k + dead)
+            keep = alive[cur + idx]
+            parts.append((self.labels[cur + idx[keep]], sc[keep]))
+            below = [p for p in self._replaced if p < cur and alive[p]]
+        else:
+            tail = cur + np.flatnonzero(mask[cur:n])
+            parts.append(self._exact_rows(query, k, tail))
+            below = [p for p in self._replaced if p < cur and mask[p]]
+        stale = np.array([p for p in below if self.graph_version[p] != self.version[p]], np.int64)
+        if len(stale):
+            parts.append(self._exact_rows(query, k, stale))
+        if cur:
+            try:
+                parts.append(self._served_search(query, k, g, cur, mask))
+            except RuntimeError:
+                # The graph's top level moved under this search: answer exactly.
+                rows = np.flatnonzero(alive[:n] if mask is None else mask)
+                return self._exact_rows(query, k, rows)
+        labels = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        order = np.argsort(-scores, kind="stable")[:k]
+        return labels[order], scores[order]
+
+    def _exact_rows(
+        self, query: np.ndarray, k: int, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from magray.kernels import topk
+
+        assert self.matrix is not None
+        idx, sc = topk(query, self.matrix[: self.n], k, ids=rows.astype(np.int64))
+        return self.labels[idx], sc
+
+    def _served_search(
+        self, query: np.ndarray, k: int, g: Any, cur: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best labels of the partial graph that it holds with their current
+        vector, that are alive, below the cursor and (with a mask) pass the filter."""
+        pos, alive, gv, ver = self.pos, self.alive, self.graph_version, self.version
+        inserted = int(g.get_current_count())
+        fetch = min(inserted, k + 16)
+        while True:
+            labels, dist = self._knn(query, fetch, g)
+            keep = [
+                i
+                for i, lab in enumerate(labels.tolist())
+                if (row := pos.get(lab)) is not None
+                and row < cur
+                and alive[row]
+                and gv[row] == ver[row]
+                and (mask is None or mask[row])
+            ]
+            if len(keep) >= k or fetch >= inserted:
+                keep = keep[:k]
+                return labels[keep], (1.0 - dist[keep]).astype(np.float32)
+            fetch = min(inserted, fetch * 4)
+
+    def _knn(self, query: np.ndarray, k: int, graph: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        g = self.graph if graph is None else graph
         g.set_ef(max(self.config.hnsw_ef_search, k))
         while True:
             try:
@@ -532,9 +620,21 @@ class VectorIndex:
             return self.vectors_of(labels)
         return np.ascontiguousarray(self.graph.get_items(labels), dtype=np.float32)
 
+    _BUILD_CHUNK = 2048  # rows per add_items call of a build; searches see each at once
+
     def start_rebuild(self) -> None:
-        """Build a fresh graph in a background thread; searches are served exactly from
-        the matrix meanwhile."""
+        """Build a fresh graph in a background thread.
+
+        The build inserts the rows in order, a chunk at a time, outside any lock. Until
+        it is done, a search asks the partial graph for the rows it already holds (with
+        their current vector) and scans the rest exactly, so results stay complete.
+
+        hnswlib documents ``knn_query`` as unsafe beside ``add_items`` on the same
+        index. What can race here is the graph's growth (``resize_index``), which runs
+        only under the write lock, and a search that reads the entry point while an
+        insertion raises the graph's top level; that search fails with RuntimeError and
+        is answered exactly instead (see ``_partial_search``).
+        """
         with _Write(self._rw):
             if self.rebuilding:
                 return
@@ -546,34 +646,46 @@ class VectorIndex:
                     matrix[rows] = self._vectors(self.labels[rows])
                 self.matrix = matrix
             self.rebuilding = True
-            self._rebuild_log = []
-            rows = np.flatnonzero(self.alive[: self.n])
-            labels = self.labels[rows].copy()
-            vectors = self.matrix[rows].copy()
+            self._rebuild_deleted = []
+            self.graph_version[:] = -1
+            self._cursor = 0
+            self._replaced = set()
+            g = self._new_graph(int(self.count * 1.25) + 64)
+            self._partial = g
 
         def build() -> None:
             try:
-                g = self._new_graph(int(len(labels) * 1.25) + 64)
-                if len(labels):
-                    g.add_items(vectors, labels, num_threads=self.config.threads)
-                deleted = 0
-                # Catch up with what changed meanwhile: in bulk outside the lock while the
-                # backlog is large, then the last few changes and the swap under it.
+                cursor = 0
+                while True:
+                    with _Read(self._rw):
+                        n = self.n
+                    if cursor >= n:
+                        break
+                    end = min(cursor + self._BUILD_CHUNK, n)
+                    self._insert_rows(g, np.arange(cursor, end))
+                    cursor = self._cursor = end  # after the versions: searches trust them
+                # Catch up with what changed meanwhile: rows added after the cursor
+                # passed, vectors replaced, records deleted. In bulk outside the lock
+                # while the backlog is large, then the last few and the swap under it.
                 while True:
                     with _Write(self._rw):
-                        log, self._rebuild_log = self._rebuild_log or [], []
-                        if len(log) < 256:
-                            deleted += self._apply_log(g, log, locked=True)
+                        stale = self._stale_rows()
+                        if len(stale) < 256:
+                            self._insert_rows(g, stale, locked=True)
+                            deleted = self._mark_deleted(g, self._rebuild_deleted or [])
                             self.graph = g
                             self.graph_deleted = deleted
                             self.matrix = None
                             self.rebuilding = False
-                            self._rebuild_log = None
+                            self._partial = None
+                            self._rebuild_deleted = None
+                            self._replaced = set()
                             break
-                    deleted += self._apply_log(g, log, locked=False)
+                    self._insert_rows(g, stale)
             except BaseException:
                 with _Write(self._rw):
-                    self._rebuild_log = None
+                    self._rebuild_deleted = None
+                    self._partial = None
                     self.rebuilding = False
                 raise
 
@@ -581,37 +693,41 @@ class VectorIndex:
         self._rebuild_thread = t
         t.start()
 
-    def _apply_log(self, g: Any, log: list[tuple[str, int]], locked: bool) -> int:
-        """Replay logged changes onto a graph under construction; returns deletions made."""
+    def _stale_rows(self) -> np.ndarray:
+        """Live rows whose current vector the graph being built does not hold."""
+        n = self.n
+        return np.flatnonzero(self.alive[:n] & (self.graph_version[:n] != self.version[:n]))
+
+    def _insert_rows(self, g: Any, rows: np.ndarray, locked: bool = False) -> None:
+        """Insert the current vectors of rows into a graph being built, then record the
+        versions inserted so that searches use the graph for them."""
+        if not len(rows):
+            return
+        with _NoLock() if locked else _Read(self._rw):
+            assert self.matrix is not None
+            live = rows[self.alive[rows]]
+            labels = self.labels[live]
+            vectors = self.matrix[live]
+            versions = self.version[live]
+        if not len(live):
+            return
+        need = g.get_current_count() + len(live)
+        if need > g.get_max_elements():
+            # Growing reallocates the graph: never beside a search of it.
+            with _NoLock() if locked else _Write(self._rw):
+                g.resize_index(max(need, 2 * g.get_max_elements()))
+        g.add_items(vectors, labels, num_threads=self._threads(len(live)))
+        with _NoLock() if locked else _Read(self._rw):
+            self.graph_version[live] = versions
+
+    def _mark_deleted(self, g: Any, labels: list[int]) -> int:
         deleted = 0
-        i = 0
-        while i < len(log):
-            op, _ = log[i]
-            j = i
-            while j < len(log) and log[j][0] == op:
-                j += 1
-            run = [label for _, label in log[i:j]]
-            if op == "add":
-                with _NoLock() if locked else _Read(self._rw):
-                    live = [label for label in run if label in self.pos]
-                    m = self.matrix
-                    rows = [self.pos[label] for label in live]
-                    vecs = m[rows] if live and m is not None else None
-                if live and vecs is not None:
-                    need = g.get_current_count() + len(live)
-                    if need > g.get_max_elements():
-                        g.resize_index(max(need, 2 * g.get_max_elements()))
-                    g.add_items(
-                        vecs, np.array(live, np.int64), num_threads=self._threads(len(live))
-                    )
-            else:
-                for label in run:
-                    try:
-                        g.mark_deleted(label)
-                        deleted += 1
-                    except RuntimeError:
-                        pass  # never reached the new graph
-            i = j
+        for label in labels:
+            try:
+                g.mark_deleted(label)
+                deleted += 1
+            except RuntimeError:
+                pass  # never reached the new graph
         return deleted
 
     def wait_rebuilt(self, timeout: float | None = None) -> None:

@@ -1,0 +1,116 @@
+"""Searches while a graph is built: the part already in the graph is searched through it,
+the rest exactly, and every answer is the exact answer (complete and correct), also for
+vectors replaced and records deleted in the middle of the build."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from magray.config import MemoryConfig
+from magray.memory.index import Filter, Interner, Row, VectorIndex
+
+from .conftest import unit_vectors
+
+DIM = 32
+N = 2000
+
+
+def _row(label: int, project: str) -> Row:
+    return Row(label, label.to_bytes(16, "big"), 0, label, project, None, "note", ())
+
+
+def _exact(vectors: dict[int, np.ndarray], q: np.ndarray, k: int) -> list[int]:
+    labels = np.array(list(vectors))
+    scores = np.stack([vectors[label] for label in labels]) @ q
+    return labels[np.argsort(-scores, kind="stable")[:k]].tolist()
+
+
+def _recall(idx: VectorIndex, queries: np.ndarray, f: Filter | None, vectors: Any) -> float:
+    """recall@10 of idx's answers against exact search over vectors."""
+    found = 0
+    for q in queries:
+        got = idx.search(q, 10, f)[0][:10].tolist()
+        found += len(set(got) & set(_exact(vectors, q, 10)))
+    return found / (10 * len(queries))
+
+
+@pytest.fixture
+def paused_build(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A build that stops after its first chunks until the test lets it go on."""
+    go_on = threading.Event()
+    paused = threading.Event()
+    original = VectorIndex._insert_rows
+    chunks = {"n": 0}
+
+    def insert(self: VectorIndex, g: Any, rows: np.ndarray, locked: bool = False) -> None:
+        original(self, g, rows, locked)
+        chunks["n"] += 1
+        if chunks["n"] == 3:
+            paused.set()
+            assert go_on.wait(30)
+
+    monkeypatch.setattr(VectorIndex, "_BUILD_CHUNK", 300)
+    monkeypatch.setattr(VectorIndex, "_insert_rows", insert)
+    return paused, go_on
+
+
+def test_searches_during_a_build_use_the_partial_graph_and_stay_exact(paused_build: Any) -> None:
+    paused, go_on = paused_build
+    config = MemoryConfig(exact_threshold=100)
+    idx = VectorIndex(DIM, config, Interner())
+    vecs = unit_vectors(N, DIM, seed=3, clusters=20)
+    idx.add([_row(i, "a" if i % 3 else "b") for i in range(N)], vecs)
+    vectors = {i: vecs[i] for i in range(N)}
+
+    idx.start_rebuild()
+    assert paused.wait(30)
+    # Three chunks of 300 rows are in the graph; the other 1100 are not.
+    served = idx.graph_version[:N] == idx.version[:N]
+    assert int(served.sum()) == 900 and idx.state == "rebuilding"
+
+    # Replace the vector of a row the partial graph holds, and delete two others.
+    fresh = unit_vectors(1, DIM, seed=99)[0]
+    idx.add([_row(5, "a")], fresh[None, :])
+    vectors[5] = fresh
+    idx.remove([7, 1500])
+    del vectors[7], vectors[1500]
+
+    queries = unit_vectors(100, DIM, seed=4, clusters=20)
+    assert _recall(idx, queries, None, vectors) >= 0.99
+    got, scores = idx.search(fresh, 10, None)
+    assert got[0] == 5 and scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert np.all(np.diff(scores) <= 1e-6)  # best first
+    assert 5 not in idx.search(vecs[5], 1, None)[0].tolist()  # not by its old vector
+    assert 7 not in idx.search(vecs[7], 10, None)[0].tolist()
+    # A broad filter goes the same way.
+    kept = {label: v for label, v in vectors.items() if label % 3}
+    assert _recall(idx, queries, Filter(project="a"), kept) >= 0.99
+
+    go_on.set()
+    idx.wait_rebuilt(30)
+    assert idx.state == "graph"
+    assert _recall(idx, queries, None, vectors) >= 0.99
+    got, _ = idx.search(fresh, 1, None)
+    assert got[0] == 5
+    assert 7 not in idx.search(vecs[7], 10, None)[0].tolist()
+
+
+def test_a_build_takes_in_rows_added_while_it_runs(paused_build: Any) -> None:
+    paused, go_on = paused_build
+    idx = VectorIndex(DIM, MemoryConfig(exact_threshold=100), Interner())
+    vecs = unit_vectors(N + 500, DIM, seed=5)
+    idx.add([_row(i, "a") for i in range(N)], vecs[:N])
+    idx.start_rebuild()
+    assert paused.wait(30)
+    idx.add([_row(i, "a") for i in range(N, N + 500)], vecs[N:])
+    for i in (N, N + 499, 0):
+        assert idx.search(vecs[i], 1, None)[0][0] == i
+    go_on.set()
+    idx.wait_rebuilt(30)
+    assert idx.state == "graph" and idx.graph.get_current_count() == N + 500
+    for i in (N, N + 499, 0):
+        assert idx.search(vecs[i], 1, None)[0][0] == i
