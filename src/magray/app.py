@@ -29,7 +29,7 @@ STORE_PATH = "store_path"  # the store directory
 
 
 def store_path_of(settings: Settings) -> Path:
-    from magray.memory.engine import default_path
+    from magray.memory.store import default_path
 
     value = settings["store"]
     return Path(value).expanduser() if value else default_path()

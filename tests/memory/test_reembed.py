@@ -18,7 +18,7 @@ CHILD = r"""
 import os, signal, sys
 import magray
 from magray.embed.hashing import HashEmbedder
-from magray.memory import lifecycle
+from magray.memory import reembed
 from magray.memory.store import Store
 
 path, step, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -37,7 +37,7 @@ if step == "stage":
     mem.reembed(progress=progress, batch_size=10)
 elif step == "commit":
     # Kill after `at` batches of the commit have been written.
-    lifecycle._MOVE_BATCH = 4
+    reembed._MOVE_BATCH = 4
     write = Store.write
     def counting(self, batch, **kw):
         write(self, batch, **kw)

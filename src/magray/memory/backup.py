@@ -22,12 +22,13 @@ import numpy as np
 
 from magray.errors import BackupError, InvalidInputError, ReadOnlyError, StoreLockedError
 from magray.memory import ids as idcodec
+from magray.memory import validate
 from magray.memory.codec import StoredRecord
 from magray.memory.index import SNAPSHOT_DIR, file_digest
 from magray.memory.record import ImportReport, Layer
 
 if TYPE_CHECKING:
-    from magray.memory.engine import Memory
+    from magray.memory.ports import Engine
 
 MANIFEST = "manifest.json"
 MAX_TIME = 2.0**64 / 1000 / 1024  # keys hold milliseconds in 64 bits: far beyond any real time
@@ -38,7 +39,7 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def create_backup(mem: Memory, dest: Path) -> Path:
+def create_backup(mem: Engine, dest: Path) -> Path:
     if mem.read_only:
         raise ReadOnlyError("back up from the writable store (a read-only view cannot checkpoint)")
     dest = dest.expanduser().absolute()
@@ -141,8 +142,8 @@ def verify_backup(root: Path) -> dict[str, Any]:
 
 def restore(backup: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
     """Restore a backup into path (default: the default store path); returns the path."""
-    from magray.memory.engine import default_path
     from magray.memory.lock import WriterLock
+    from magray.memory.store import default_path
 
     src = Path(backup).expanduser().absolute()
     target = (Path(path) if path is not None else default_path()).expanduser().absolute()
@@ -219,7 +220,7 @@ def _from_json(value: Any) -> Any:
     return value
 
 
-def export_jsonl(mem: Memory, path: Path, *, vectors: bool) -> int:
+def export_jsonl(mem: Engine, path: Path, *, vectors: bool) -> int:
     if not mem.read_only:
         mem._flush_access()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -276,7 +277,7 @@ _FIELDS = {
 }
 
 
-def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
+def _parse_line(mem: Engine, line: str, now: float) -> tuple[StoredRecord, Any]:
     try:
         d = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -287,7 +288,7 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
     if unknown:
         raise InvalidInputError(f"unknown field(s) {sorted(unknown)}")
     text = mem._text(d.get("text"))
-    f = mem._fields(
+    f = validate.fields(
         d.get("layer", "interact"),
         d.get("kind", "note"),
         d.get("tags"),
@@ -296,7 +297,7 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
         _from_json(d.get("metadata")),
         d.get("importance", 0.0),
     )
-    rid = mem._raw_id(d["id"]) if d.get("id") is not None else idcodec.new_id(int(now * 1000))
+    rid = validate.raw_id(d["id"]) if d.get("id") is not None else idcodec.new_id(int(now * 1000))
 
     def num(name: str, default: float) -> float:
         v = d.get(name, default)
@@ -344,7 +345,7 @@ def _parse_line(mem: Memory, line: str, now: float) -> tuple[StoredRecord, Any]:
     return rec, vector
 
 
-def import_jsonl(mem: Memory, path: Path) -> ImportReport:
+def import_jsonl(mem: Engine, path: Path) -> ImportReport:
     if not path.is_file():
         raise InvalidInputError(f"{path} is not a file; pass a .jsonl file made by export_jsonl")
     report = ImportReport()

@@ -2,22 +2,25 @@
 
 Data flow (one path):
 
-    add:    validate -> embed (unless vectors given) -> duplicate check (text hash)
+    add:    validate.py -> embed (unless vectors given) -> duplicate check (texthash.py)
             -> one WriteBatch (record, vector, layer/time, label, text hash, oplog, seq)
-            -> layer index add -> return ids
-    search: query vector -> each requested layer (graph, or exact native top-k when small,
-            filtered selectively, or rebuilding) -> merge by cosine similarity
+            -> index.py (VectorIndex.add) -> return ids
+    search: query.py (plan: checked arguments -> a Filter) -> query vector
+            -> index.py (VectorIndex.search: graph, exact native top-k when small or
+            filtered selectively, partial graph + exact rest while a graph builds)
+            -> query.py (rank: ties to the older record, score floor)
             -> multi_get records -> access statistics (batched) -> hits
 
-RocksDB is the truth; the layer indexes are derived and are caught up from the oplog, or
-rebuilt from the store, whenever they are missing, stale or damaged.
+The lifecycle rules (lifecycle.py), backups and exports (backup.py) and re-embedding
+(reembed.py) take plain data or the narrow ``ports.Engine`` protocol, never this class.
+RocksDB is the truth; the index is derived and is caught up from the oplog, or rebuilt
+from the store, whenever it is missing, stale or damaged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -28,7 +31,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from magray.config import MemoryConfig
@@ -44,6 +46,7 @@ from magray.errors import (
     storage_error,
 )
 from magray.memory import ids as idcodec
+from magray.memory import validate
 from magray.memory.codec import (
     OP_ADD,
     OP_DEL,
@@ -55,8 +58,10 @@ from magray.memory.codec import (
     vector_bytes,
     vectors_from,
 )
-from magray.memory.index import SNAPSHOT_DIR, Filter, Interner, Row, VectorIndex
+from magray.memory.index import SNAPSHOT_DIR, Interner, Row, VectorIndex
 from magray.memory.lock import WriterLock
+from magray.memory.query import plan as query_plan
+from magray.memory.query import rank
 from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Move, Record
 from magray.memory.store import (
     SCHEMA_VERSION,
@@ -78,32 +83,6 @@ class _NothingToWrite(Exception):
 
 _LOG = logging.getLogger("magray.memory")
 Clock = Callable[[], float]
-
-
-def default_path() -> Path:
-    """MAGRAY_HOME, or the user data directory (platformdirs)."""
-    env = os.environ.get("MAGRAY_HOME")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("magray", appauthor=False))
-
-
-def _check_keys(value: Any, where: str) -> None:
-    """Every dict key in value (nested in dicts and lists) is a str: JSON, and so export,
-    the CLI and the server, keeps no other kind of key."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidInputError(
-                    f"{where} has the key {key!r} ({type(key).__name__}); metadata keys "
-                    f"must be str: use {str(key)!r}"
-                )
-            _check_keys(item, f"{where}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_keys(item, f"{where}[{i}]")
 
 
 def _give_direction(texts: Sequence[str], vecs: np.ndarray) -> None:
@@ -246,7 +225,7 @@ class Memory:
             )
         if s.meta("reembed_commit") is not None and not self.read_only:
             # A re-embed was interrupted while it moved its vectors into place: finish.
-            from magray.memory.lifecycle import finish_reembed
+            from magray.memory.reembed import finish_reembed
 
             finish_reembed(self)
         self.dim: int = int(s.meta("dim") or 0)
@@ -548,137 +527,17 @@ class Memory:
     # -- validation ----------------------------------------------------------------------
 
     def _text(self, text: Any, what: str = "text") -> str:
-        if not isinstance(text, str):
-            raise InvalidInputError(f"{what} must be a str, not {type(text).__name__}")
-        if not text.strip():
-            raise InvalidInputError(f"{what} is empty or only whitespace; pass some content")
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(
-                f"{what} is not valid Unicode ({exc.reason}); remove lone surrogates"
-            ) from None
-        if size > self.config.max_text_bytes:
-            raise InvalidInputError(
-                f"{what} is {size} bytes of UTF-8, over the limit of {self.config.max_text_bytes}; "
-                "split it, or raise max_text_bytes"
-            )
-        return text
+        return validate.text(text, what, self.config.max_text_bytes)
 
     def _vectors(self, vectors: Any, n: int) -> np.ndarray:
-        try:
-            arr = np.asarray(vectors, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"vectors must be numeric arrays: {exc}") from None
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2 or arr.shape[0] != n:
-            raise InvalidInputError(f"expected {n} vector(s), got an array of shape {arr.shape}")
         # An empty store takes the dimension of its embedder's vectors, or of the first
         # vectors given to a store without one.
         want = self.dim or (self._embedder.dim if self._embedder is not None else 0)
-        if want and arr.shape[1] != want:
-            held = "holds" if self.dim else f"embeds with {self._embedder_name()}, which makes"
-            raise InvalidInputError(
-                f"vector has dimension {arr.shape[1]}, the store {held} {want}-d vectors"
-            )
-        if arr.shape[1] == 0:
-            raise InvalidInputError("vectors must have at least one dimension")
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():
-            raise InvalidInputError(
-                f"vector {int(np.flatnonzero(bad)[0])} contains NaN or Inf; clean it first"
-            )
-        norms = np.linalg.norm(arr, axis=1)
-        if (norms == 0).any():
-            raise InvalidInputError(
-                f"vector {int(np.flatnonzero(norms == 0)[0])} is all zeros and has no direction"
-            )
-        from magray.kernels import l2_normalize
-
-        return l2_normalize(np.ascontiguousarray(arr))
+        held = "holds" if self.dim else f"embeds with {self._embedder_name()}, which makes"
+        return validate.vectors(vectors, n, want, held)
 
     def _embedder_name(self) -> str:
         return "no embedder" if self._embedder is None else str(self._embedder.name)
-
-    def _fields(
-        self,
-        layer: Any,
-        kind: Any,
-        tags: Any,
-        project: Any,
-        session: Any,
-        metadata: Any,
-        importance: Any,
-    ) -> dict[str, Any]:
-        return {
-            "layer": Layer.parse(layer),
-            "kind": self._kind(kind),
-            "tags": self._tags(tags),
-            "project": self._scope("project", project),
-            "session": self._scope("session", session),
-            "metadata": self._metadata(metadata),
-            "importance": self._importance(importance),
-        }
-
-    @staticmethod
-    def _kind(kind: Any) -> str:
-        if not isinstance(kind, str) or not kind:
-            raise InvalidInputError(f"kind must be a non-empty str, got {kind!r}")
-        return kind
-
-    @staticmethod
-    def _scope(name: str, value: Any) -> str | None:
-        """A project or session: a non-empty str, or None."""
-        if value is not None and (not isinstance(value, str) or not value):
-            raise InvalidInputError(f"{name} must be a non-empty str or None, got {value!r}")
-        return value
-
-    @staticmethod
-    def _tags(tags: Any) -> tuple[str, ...]:
-        if tags is None:
-            return ()
-        if isinstance(tags, str):
-            tags = (tags,)
-        try:
-            out = tuple(tags)
-        except TypeError:
-            raise InvalidInputError(f"tags must be a sequence of str, got {tags!r}") from None
-        for t in out:
-            if not isinstance(t, str) or not t:
-                raise InvalidInputError(f"every tag must be a non-empty str, got {t!r}")
-        return tuple(dict.fromkeys(out))
-
-    @staticmethod
-    def _metadata(metadata: Any) -> dict[str, Any]:
-        if metadata is None:
-            return {}
-        if not isinstance(metadata, dict):
-            raise InvalidInputError(f"metadata must be a dict, not {type(metadata).__name__}")
-        _check_keys(metadata, "metadata")
-        try:
-            msgpack.packb(metadata, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidInputError(
-                f"metadata cannot be stored ({exc}); use str, int, float, bool, None, bytes, "
-                "lists and dicts"
-            ) from None
-        return metadata
-
-    @staticmethod
-    def _importance(importance: Any) -> float:
-        if isinstance(importance, bool) or not isinstance(importance, (int, float)):
-            raise InvalidInputError(f"importance must be a number in [0, 1], got {importance!r}")
-        if not 0.0 <= float(importance) <= 1.0:
-            raise InvalidInputError(f"importance must be in [0, 1], got {importance!r}")
-        return float(importance)
-
-    @staticmethod
-    def _raw_id(id: Any) -> bytes:
-        try:
-            return idcodec.decode(id)
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from None
 
     # -- embedding ---------------------------------------------------------------------
 
@@ -845,7 +704,7 @@ class Memory:
                 f"on_duplicate must be 'access' or 'skip', got {on_duplicate!r}"
             )
         texts = [self._text(t, f"texts[{i}]") for i, t in enumerate(texts)]
-        f = self._fields(layer, kind, tags, project, session, metadata, importance)
+        f = validate.fields(layer, kind, tags, project, session, metadata, importance)
         if not texts:
             return []
         keys = self._text_keys(texts, [f["layer"]] * len(texts))
@@ -1013,7 +872,7 @@ class Memory:
     def get(self, id: str) -> Record | None:
         """The record with this id, or None if there is none."""
         self._check_open()
-        rid = self._raw_id(id)
+        rid = validate.raw_id(id)
         raw = self.store.get("records", rid)
         if raw is None:
             return None
@@ -1071,31 +930,7 @@ class Memory:
         min_score: Any,
     ) -> list[Hit]:
         self._check_open()
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidInputError(f"k must be an int >= 1, got {k!r}")
-        chosen = (
-            list(Layer)
-            if layers is None
-            else [
-                Layer.parse(x) for x in ([layers] if isinstance(layers, (str, Layer)) else layers)
-            ]
-        )
-        if not chosen:
-            raise InvalidInputError("layers is empty; pass None for all layers or name some")
-        if min_score is not None and (
-            isinstance(min_score, bool) or not isinstance(min_score, (int, float))
-        ):
-            raise InvalidInputError(f"min_score must be a number, got {min_score!r}")
-        codes = tuple(sorted({layer.code for layer in chosen}))
-        flt = Filter(
-            layers=None if len(codes) == len(Layer) else codes,
-            tags=(self._tags(tags) or None) if tags is not None else None,
-            project=self._opt_str("project", project),
-            session=self._opt_str("session", session),
-            kind=self._opt_str("kind", kind),
-            since_ms=None if since is None else int(self._time(since, "since") * 1000),
-            until_ms=None if until is None else int(self._time(until, "until") * 1000),
-        )
+        p = query_plan(k, layers, tags, project, session, kind, since, until, min_score)
         if (query is None) == (vector is None):
             raise InvalidInputError("pass exactly one of query (text) or vector=")
         if vector is not None:
@@ -1113,18 +948,9 @@ class Memory:
         idx = self._index  # read once: a reopen or the first add may publish a new one
         if idx is None or not idx.count:
             return []
-        found: list[tuple[float, bytes]] = []
-        with span("magray.index.search", k=k, layers=len(chosen)):
-            labels, scores = idx.search(q, k, flt)
-        for label, score in zip(labels.tolist(), scores.tolist()):
-            rid = idx.id_of(label)
-            if rid is not None:
-                found.append((score, rid))
-        # Best first; equal scores go to the older record (ids sort by creation time).
-        found.sort(key=lambda t: (-t[0], t[1]))
-        if min_score is not None:
-            found = [t for t in found if t[0] >= min_score]
-        found = found[:k]
+        with span("magray.index.search", k=p.k, layers=p.layers):
+            labels, scores = idx.search(q, p.k, p.filter)
+        found = rank(idx, labels, scores, p)
         if not found:
             return []
         with span("magray.store.read", records=len(found)):
@@ -1165,20 +991,6 @@ class Memory:
             raise InvalidInputError("vector 0 is all zeros and has no direction")
         unit: np.ndarray = q
         return unit
-
-    @staticmethod
-    def _opt_str(name: str, value: Any) -> str | None:
-        if value is not None and not isinstance(value, str):
-            raise InvalidInputError(f"{name} must be a str or None, got {value!r}")
-        return value
-
-    @staticmethod
-    def _time(value: Any, name: str) -> float:
-        if isinstance(value, datetime):
-            return value.timestamp()
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise InvalidInputError(f"{name} must be Unix seconds or a datetime, got {value!r}")
 
     # -- access statistics -----------------------------------------------------------------
 
@@ -1243,18 +1055,18 @@ class Memory:
         """Change fields of a record; a new text is re-embedded (or takes vector=)."""
         self._check_writable()
         t0 = time.perf_counter()
-        rid = self._raw_id(id)
+        rid = validate.raw_id(id)
         new_text = None if text is _UNSET else self._text(text)
-        new_tags = None if tags is _UNSET else self._tags(tags)
-        new_meta = None if metadata is _UNSET else self._metadata(metadata)
-        new_imp = None if importance is _UNSET else self._importance(importance)
+        new_tags = None if tags is _UNSET else validate.tags(tags)
+        new_meta = None if metadata is _UNSET else validate.metadata(metadata)
+        new_imp = None if importance is _UNSET else validate.importance(importance)
         new_layer = None if layer is _UNSET else Layer.parse(layer)
         changes: dict[str, Any] = {}
         if kind is not _UNSET:
-            changes["kind"] = self._kind(kind)
+            changes["kind"] = validate.kind(kind)
         for name, value in (("project", project), ("session", session)):
             if value is not _UNSET:
-                changes[name] = self._scope(name, value)
+                changes[name] = validate.scope(name, value)
         vec = None
         if vector is not None:
             vec = self._vectors(vector, 1)
@@ -1375,7 +1187,7 @@ class Memory:
         self._check_writable()
         t0 = time.perf_counter()
         id_list = [ids] if isinstance(ids, str) else list(ids)
-        raws = [self._raw_id(i) for i in id_list]
+        raws = [validate.raw_id(i) for i in id_list]
         raws = list(dict.fromkeys(raws))
         with self._wlock:
             recs = []
@@ -1455,7 +1267,7 @@ class Memory:
             self._flush_access()
             now = self._clock() if now is None else float(now)
             report = LifecycleReport(dry_run=dry_run)
-            planned = promotions(self, now)
+            planned = promotions(self._records_of, self.config, now)
             for rec, to, reason in planned:
                 report.moved.append(Move(idcodec.encode(rec.raw_id), rec.layer, to, reason, now))
             if not dry_run and planned:
@@ -1477,7 +1289,7 @@ class Memory:
             now = self._clock() if now is None else float(now)
             promoted = {m.id for m in report.moved}
             doomed = []
-            for rec, reason in expirations(self, now):
+            for rec, reason in expirations(self._records_of, self.config, now):
                 if idcodec.encode(rec.raw_id) in promoted:
                     continue
                 doomed.append(rec)
@@ -1492,13 +1304,6 @@ class Memory:
                 "expire", time.perf_counter() - t0, [m.id for m in report.expired], dry_run=dry_run
             )
             return report
-
-    def _ttl(self, layer: Layer) -> float:
-        if layer is Layer.INTERACT:
-            return self.config.ttl_interact
-        if layer is Layer.INSIGHTS:
-            return self.config.ttl_insights
-        return math.inf
 
     def _apply_moves(self, planned: list[tuple[StoredRecord, Layer, str]], now: float) -> None:
         """Move records between layers, 1000 to a batch. A move re-keys the record and
@@ -1596,8 +1401,9 @@ class Memory:
         self._save_indexes(force=True)
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Start any index build that is due and block until builds finish (searches are
-        served exactly meanwhile, so waiting is never needed for correctness)."""
+        """Start any index build that is due and block until builds finish (meanwhile
+        searches use the part of the graph already built and score the rest exactly, so
+        waiting is never needed for correctness)."""
         idx = self._index
         if idx is not None:
             if not self.read_only and (idx.needs_graph() or idx.needs_rebuild()):
@@ -1730,7 +1536,7 @@ class Memory:
     ) -> int:
         """Re-embed every record with this store's embedder (after opening with
         reembed=True), layer by layer; resumable. Returns how many were re-embedded."""
-        from magray.memory.lifecycle import reembed_all
+        from magray.memory.reembed import reembed_all
 
         self._check_writable()
         return reembed_all(self, progress, batch_size)

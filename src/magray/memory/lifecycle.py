@@ -1,7 +1,8 @@
-"""Lifecycle rules: what moves to a more lasting layer, what expires, and re-embedding.
+"""Lifecycle rules: what moves to a more lasting layer and what expires.
 
-All thresholds come from MemoryConfig; time comes from the store's clock or the ``now``
-passed in, so the rules are tested in milliseconds.
+Pure functions of the records, the MemoryConfig thresholds and ``now`` (the store's
+clock or a time passed in, so the rules are tested in milliseconds); the engine applies
+what they return.
 
 - interact -> insights when ``access_count >= promote_access_count`` or
   ``importance >= promote_importance``; checked before anything expires.
@@ -14,19 +15,17 @@ passed in, so the rules are tested in milliseconds.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Iterable
 
-from magray.memory.codec import StoredRecord, vector_bytes
+from magray.config import MemoryConfig
+from magray.memory.codec import StoredRecord
 from magray.memory.record import Layer
 
-if TYPE_CHECKING:
-    from magray.memory.engine import Memory
+RecordsOf = Callable[[Layer], Iterable[StoredRecord]]  # the records of one layer
 
 
-def _to_assets(mem: Memory, rec: StoredRecord, now: float) -> str | None:
-    c = mem.config
+def _to_assets(c: MemoryConfig, rec: StoredRecord, now: float) -> str | None:
     if rec.importance >= c.assets_importance:
         return f"importance {rec.importance:g} >= {c.assets_importance:g}"
     if rec.access_count >= c.assets_access_count and now - rec.created_at >= c.assets_min_age:
@@ -37,8 +36,7 @@ def _to_assets(mem: Memory, rec: StoredRecord, now: float) -> str | None:
     return None
 
 
-def _to_insights(mem: Memory, rec: StoredRecord) -> str | None:
-    c = mem.config
+def _to_insights(c: MemoryConfig, rec: StoredRecord) -> str | None:
     if rec.access_count >= c.promote_access_count:
         return f"used {rec.access_count} times (>= {c.promote_access_count})"
     if rec.importance >= c.promote_importance:
@@ -46,170 +44,44 @@ def _to_insights(mem: Memory, rec: StoredRecord) -> str | None:
     return None
 
 
-def promotions(mem: Memory, now: float) -> list[tuple[StoredRecord, Layer, str]]:
+def ttl(config: MemoryConfig, layer: Layer) -> float:
+    """Seconds a record of layer lives unused (infinite for assets)."""
+    if layer is Layer.INTERACT:
+        return config.ttl_interact
+    if layer is Layer.INSIGHTS:
+        return config.ttl_insights
+    return math.inf
+
+
+def promotions(
+    records_of: RecordsOf, config: MemoryConfig, now: float
+) -> list[tuple[StoredRecord, Layer, str]]:
     """(record, target layer, reason) for every record that should move up."""
     planned = []
-    for rec in mem._records_of(Layer.INTERACT):
-        why = _to_insights(mem, rec)
+    for rec in records_of(Layer.INTERACT):
+        why = _to_insights(config, rec)
         if why is None:
             continue
-        further = _to_assets(mem, rec, now)
+        further = _to_assets(config, rec, now)
         if further is not None:
             planned.append((rec, Layer.ASSETS, f"{why}; then {further}"))
         else:
             planned.append((rec, Layer.INSIGHTS, why))
-    for rec in mem._records_of(Layer.INSIGHTS):
-        why = _to_assets(mem, rec, now)
+    for rec in records_of(Layer.INSIGHTS):
+        why = _to_assets(config, rec, now)
         if why is not None:
             planned.append((rec, Layer.ASSETS, why))
     return planned
 
 
-def expirations(mem: Memory, now: float) -> list[tuple[StoredRecord, str]]:
+def expirations(
+    records_of: RecordsOf, config: MemoryConfig, now: float
+) -> list[tuple[StoredRecord, str]]:
     """(record, reason) for every record whose layer TTL has run out."""
     out = []
     for layer in (Layer.INTERACT, Layer.INSIGHTS):
-        ttl = mem._ttl(layer)
-        for rec in mem._records_of(layer):
-            if now - max(rec.layer_since, rec.last_access) > ttl:
-                out.append((rec, f"unused for more than {ttl / 86400:g} days"))
+        limit = ttl(config, layer)
+        for rec in records_of(layer):
+            if now - max(rec.layer_since, rec.last_access) > limit:
+                out.append((rec, f"unused for more than {limit / 86400:g} days"))
     return out
-
-
-def reembed_all(mem: Memory, progress: Callable[[int, int], None] | None, batch_size: int) -> int:
-    """Give every record a vector from mem's embedder, in two phases that a crash at any
-    point leaves resumable and every open still reads:
-
-    1. **Stage.** New vectors go to the ``staged`` family, a durable batch at a time;
-       records and their vectors are untouched, so the store stays whole in its old
-       model (searchable, and writable with the old model) until the end. A re-run skips
-       what is staged already.
-    2. **Commit** (:func:`commit_reembed`), under the write lock: stage what was added or
-       changed meanwhile, switch the store's model in one batch that marks the commit,
-       then move the staged vectors into place; an open that finds the mark finishes it.
-
-    Returns how many records were embedded now. Opening with the store's own model and
-    calling this drops an unfinished conversion instead (returns 0).
-    """
-    e = mem._embedder
-    if e is None:
-        from magray.errors import InvalidInputError
-
-        raise InvalidInputError("reembed needs an embedder; open the store with one")
-    target = e.fingerprint
-    s = mem.store
-    if target == mem.fingerprint or not mem.dim:
-        if mem._reembed_target not in (None, target):
-            with mem._wlock:  # back on the store's own model: drop the staged work
-                b = s.batch()
-                b.delete_range(b"", _AFTER_IDS, s.handle["staged"])
-                b.delete(b"reembed_target", s.handle["meta"])
-                s.write(b)
-                mem._reembed_target = None
-        return 0
-    with mem._wlock:
-        b = s.batch()
-        s.put_meta(b, "reembed_target", target)
-        s.write(b)
-        mem._reembed_target = target
-    total = sum(1 for layer in Layer for _ in s.scan("layer_time", bytes((layer.code,))))
-    done = 0
-    converted = 0
-
-    def stage(chunk: list[StoredRecord]) -> None:
-        nonlocal done, converted
-        converted += _stage(mem, chunk, target)
-        for _ in chunk:
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
-    for layer in Layer:
-        chunk: list[StoredRecord] = []
-        for rec in mem._records_of(layer):
-            chunk.append(rec)
-            if len(chunk) >= batch_size:
-                stage(chunk)
-                chunk = []
-        stage(chunk)
-    with mem._wlock:
-        for layer in Layer:  # what was added or changed while the stage ran
-            recs = list(mem._records_of(layer))
-            for i in range(0, len(recs), batch_size):
-                converted += _stage(mem, recs[i : i + batch_size], target)
-        commit_reembed(mem, e.dim, target, e.name)
-    return converted
-
-
-_AFTER_IDS = b"\xff" * 17  # above every 16-byte id: the end of a whole-family range
-_MOVE_BATCH = 1024  # staged vectors moved into place per batch by a commit
-
-
-def _stage(mem: Memory, recs: list[StoredRecord], target: str) -> int:
-    """Stage target vectors for the records that have none yet; returns how many."""
-    if not recs:
-        return 0
-    s = mem.store
-    have = s.multi_get("staged", [r.raw_id for r in recs])
-    todo = [r for r, h in zip(recs, have) if h is None and r.fingerprint != target]
-    if not todo:
-        return 0
-    vecs = mem._embed([r.text for r in todo], migrating=True)
-    with mem._wlock:
-        b = s.batch()
-        for rec, v in zip(todo, vecs):
-            b.put(rec.raw_id, vector_bytes(v), s.handle["staged"])
-        s.write(b)
-    return len(todo)
-
-
-def commit_reembed(mem: Memory, dim: int, fingerprint: str, name: str) -> None:
-    """Switch the store to the staged model: one batch sets the model and the commit
-    mark, then :func:`finish_reembed` moves the vectors. Caller holds the write lock."""
-    s = mem.store
-    b = s.batch()
-    s.put_meta(b, "dim", dim)
-    s.put_meta(b, "fingerprint", fingerprint)
-    s.put_meta(b, "embedder", name)
-    s.put_meta(b, "reembed_commit", fingerprint)
-    s.write(b)
-    finish_reembed(mem)
-    mem._open_indexes()
-
-
-def finish_reembed(mem: Memory) -> None:
-    """Move every staged vector into place and stamp its record with the new model, a
-    batch at a time, then clear the marks and drop the index snapshots (derived from
-    the old vectors; the caller opens the indexes anew). Safe to repeat: it is what an
-    open runs when a commit was interrupted."""
-    s = mem.store
-    target = s.meta("reembed_commit")
-    chunk: list[tuple[bytes, bytes]] = []
-
-    def move() -> None:
-        ids = [rid for rid, _ in chunk]
-        b = s.batch()
-        for (rid, vec), raw in zip(chunk, s.multi_get("records", ids)):
-            if raw is not None:
-                rec = StoredRecord.decode(rid, raw)
-                rec.fingerprint = target
-                b.put(rid, rec.encode(), s.handle["records"])
-                b.put(rid, vec, s.handle["vectors"])
-            b.delete(rid, s.handle["staged"])
-        s.write(b)
-        chunk.clear()
-
-    for rid, vec in s.scan("staged"):
-        chunk.append((bytes(rid), bytes(vec)))
-        if len(chunk) >= _MOVE_BATCH:
-            move()
-    if chunk:
-        move()
-    b = s.batch()
-    b.delete(b"reembed_target", s.handle["meta"])
-    b.delete(b"reembed_commit", s.handle["meta"])
-    s.write(b)
-    mem.dim = int(s.meta("dim"))
-    mem.fingerprint = str(s.meta("fingerprint"))
-    mem._reembed_target = None
-    shutil.rmtree(mem.path / "index", ignore_errors=True)

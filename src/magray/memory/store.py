@@ -76,6 +76,16 @@ _BINDING_CONFIG = "rocksdict-config.json"  # what the binding rewrites on every 
 _U64 = struct.Struct(">Q")
 
 
+def default_path() -> Path:
+    """MAGRAY_HOME, or the user data directory (platformdirs)."""
+    env = os.environ.get("MAGRAY_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("magray", appauthor=False))
+
+
 def u64(value: int) -> bytes:
     return _U64.pack(value)
 

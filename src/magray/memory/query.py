@@ -1,0 +1,71 @@
+"""The query planner: a search's arguments become one checked plan (a filter over the
+index's columns, k, a score floor), and the index's answer becomes the ranked record
+ids to read. The engine runs the plan: query vector -> ``VectorIndex.search`` -> rank
+-> records from the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from magray.memory import validate
+from magray.memory.index import Filter, VectorIndex
+from magray.memory.record import Layer
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A checked search: the k wanted, the filter for the index, the score floor."""
+
+    k: int
+    filter: Filter
+    min_score: float | None
+    layers: int  # how many layers are searched (for traces)
+
+
+def plan(
+    k: Any,
+    layers: Iterable[Layer | str] | Layer | str | None,
+    tags: Any,
+    project: Any,
+    session: Any,
+    kind: Any,
+    since: Any,
+    until: Any,
+    min_score: Any,
+) -> Plan:
+    """Check a search's arguments (InvalidInputError names any bad one) and plan it.
+    Times are Unix seconds or datetimes; the filter holds milliseconds."""
+    k = validate.top_k(k)
+    chosen = validate.layers(layers)
+    floor = validate.min_score(min_score)
+    codes = tuple(sorted({layer.code for layer in chosen}))
+    flt = Filter(
+        layers=None if len(codes) == len(Layer) else codes,
+        tags=(validate.tags(tags) or None) if tags is not None else None,
+        project=validate.opt_str("project", project),
+        session=validate.opt_str("session", session),
+        kind=validate.opt_str("kind", kind),
+        since_ms=None if since is None else int(validate.timestamp(since, "since") * 1000),
+        until_ms=None if until is None else int(validate.timestamp(until, "until") * 1000),
+    )
+    return Plan(k, flt, floor, len(chosen))
+
+
+def rank(
+    idx: VectorIndex, labels: np.ndarray, scores: np.ndarray, p: Plan
+) -> list[tuple[float, bytes]]:
+    """(score, record id) of the index's answer, best first, at most p.k: equal scores
+    go to the older record (ids sort by creation time), and scores under the floor go."""
+    found: list[tuple[float, bytes]] = []
+    for label, score in zip(labels.tolist(), scores.tolist()):
+        rid = idx.id_of(label)
+        if rid is not None:
+            found.append((score, rid))
+    found.sort(key=lambda t: (-t[0], t[1]))
+    if p.min_score is not None:
+        found = [t for t in found if t[0] >= p.min_score]
+    return found[: p.k]
