@@ -168,7 +168,11 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
     const bool blocked = nq >= std::max<size_t>(2, QB / 4);
     // The many-query path keeps a tile in L2 while every query block visits it; one query
     // just streams, so its tiles only bound the scratch buffers.
-    const size_t NB = blocked ? tile_rows(d, 16) : 4096;
+    // Never more than the rows searched: a filtered search of a few hundred rows must not
+    // allocate (and zero) scratch for a whole tile. One query over gathered rows uses
+    // tiles small enough that the copy is still in L2 when it is scored.
+    const size_t one_query_tile = ids ? std::max<size_t>(16, (256 * 1024) / (d * sizeof(float))) : 4096;
+    const size_t NB = std::max<size_t>(1, std::min(n, blocked ? tile_rows(d, 16) : one_query_tile));
     const size_t n_qblocks = (nq + QB - 1) / QB;
 
     std::vector<float> gathered(ids ? NB * d : 0);
