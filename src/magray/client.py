@@ -274,6 +274,8 @@ class RemoteMemory:
         *,
         vector: Any = None,
         k: int = 10,
+        mode: str | None = None,
+        contains: str | None = None,
         layers: Iterable[Layer | str] | None = None,
         tags: Iterable[str] | None = None,
         project: str | None = None,
@@ -299,7 +301,13 @@ class RemoteMemory:
         if tags is not None:
             request.has_tags = True
             request.tags.extend(_strings("tags", [tags] if isinstance(tags, str) else tags))
-        for name, value in (("project", project), ("session", session), ("kind", kind)):
+        for name, value in (
+            ("project", project),
+            ("session", session),
+            ("kind", kind),
+            ("mode", mode),
+            ("contains", contains),
+        ):
             if value is not None:
                 if not isinstance(value, str):
                     raise InvalidInputError(f"{name} must be a str or None, got {value!r}")

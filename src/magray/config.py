@@ -56,6 +56,10 @@ class MemoryConfig:
     # Threads hnswlib may use for bulk inserts (0: one per CPU).
     index_threads: int = 0
 
+    # A BM25 full-text index beside the vectors (search modes "text" and "hybrid", and
+    # contains=). Off: nothing is tokenised or indexed, and those modes are refused.
+    full_text: bool = True
+
     # The embedding cache: L1 in memory, L2 in the store (both bounded in bytes).
     cache_l1_bytes: int = 64 << 20
     cache_l2_bytes: int = 1 << 30
@@ -72,6 +76,11 @@ class MemoryConfig:
                 isinstance(value, bool) or not isinstance(value, (int, float))
             ):
                 raise InvalidInputError(f"config {f.name}={value!r} must be a number")
+        for f in dataclasses.fields(self):
+            if f.type == "bool" and not isinstance(getattr(self, f.name), bool):
+                raise InvalidInputError(
+                    f"config {f.name}={getattr(self, f.name)!r} must be true or false"
+                )
         positive = (
             "ttl_interact",
             "ttl_insights",

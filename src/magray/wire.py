@@ -183,12 +183,16 @@ def record_from_pb(m: pb.Record) -> Record:
 
 def hit_to_pb(hit: Hit) -> pb.Hit:
     return pb.Hit(
-        id=hit.id, score=hit.score, layer=hit.layer.value, record=record_to_pb(hit.record)
+        id=hit.id,
+        score=hit.score,
+        layer=hit.layer.value,
+        record=record_to_pb(hit.record),
+        scores=hit.scores,
     )
 
 
 def hit_from_pb(m: pb.Hit) -> Hit:
-    return Hit(m.id, m.score, Layer(m.layer), record_from_pb(m.record))
+    return Hit(m.id, m.score, Layer(m.layer), record_from_pb(m.record), dict(m.scores))
 
 
 def _move_to_pb(m: Move) -> pb.Move:

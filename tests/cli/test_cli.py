@@ -297,3 +297,17 @@ def test_status_health_metrics_performance_warmup(run: Callable[..., Result]) ->
     assert run("warmup", "--json").json()["records"] == 1
     gpu = run("gpu", "info", "--json")
     assert gpu.code == 0 and "CPUExecutionProvider" in gpu.json()["providers"]
+
+
+def test_search_modes_and_contains(run: Callable[..., Result]) -> None:
+    assert run("memory", "add", "deploy failed with ERR_CONN_RESET").code == 0
+    assert run("memory", "add", "the cat sleeps on the sofa").code == 0
+    r = run("memory", "search", "err_conn_reset", "--mode", "text", "--json")
+    assert r.code == 0, r.err
+    hits = r.json()
+    assert len(hits) == 1 and "ERR_CONN_RESET" in hits[0]["record"]["text"]
+    assert set(hits[0]["scores"]) == {"text"}
+    r = run("memory", "search", "anything", "--contains", "SOFA", "--json")
+    assert [h["record"]["text"] for h in r.json()] == ["the cat sleeps on the sofa"]
+    r = run("memory", "search", "x", "--mode", "fuzzy")
+    assert r.code != 0 and "fuzzy" in r.err and "Traceback" not in r.err

@@ -7,6 +7,8 @@ export/import and backup/restore. After every step:
 
 - ``get`` and ``stats`` agree with the model;
 - a search by each live record's own vector finds it first;
+- a text search for each word finds exactly the live records holding it, and
+  ``contains=`` exactly those holding the substring (the full-text index agrees);
 - no deleted or expired record ever comes back, from ``get`` or from a search.
 
 CI runs a bounded number of examples; ``MAGRAY_STATEFUL_EXAMPLES=500`` asks for more.
@@ -214,10 +216,11 @@ class Engine(RuleBasedStateMachine):
         self.mem.close()
         self.mem = self._open()
 
-    @rule(damage=st.sampled_from(["none", "delete", "truncate"]))
+    @rule(damage=st.sampled_from(["none", "delete", "truncate", "text-delete", "text-truncate"]))
     def crash(self, damage: str) -> None:
-        """The process dies: no close, no final snapshot; then a snapshot may be lost or
-        torn. Access statistics not yet flushed are lost (they are best-effort)."""
+        """The process dies: no close, no final snapshot; then a snapshot, or a file of
+        the full-text index, may be lost or torn. Access statistics not yet flushed are
+        lost (they are best-effort)."""
         m = self.mem
         m._stop.set()
         if m._worker is not None:
@@ -229,7 +232,16 @@ class Engine(RuleBasedStateMachine):
         if m._container is not None:
             m._container.close()
         snaps = sorted((self.path / "index").glob("*/snap-*/*"))
-        if snaps and damage == "delete":
+        text_files = sorted(p for p in (self.path / "index" / "text").glob("*") if p.is_file())
+        if text_files and damage == "text-delete":
+            for p in text_files:
+                if p.name.endswith(".json"):
+                    p.unlink()
+        elif text_files and damage == "text-truncate":
+            victim = max(text_files, key=lambda p: p.stat().st_size)
+            with open(victim, "r+b") as f:
+                f.truncate(victim.stat().st_size // 2)
+        elif snaps and damage == "delete":
             for pointer in (self.path / "index").glob("*/current"):
                 pointer.unlink()
         elif snaps and damage == "truncate":
@@ -290,6 +302,17 @@ class Engine(RuleBasedStateMachine):
             hits = self.mem.search(vector=self.vectors[rid], k=3)
             assert hits and hits[0].id == rid, (rid, [h.id for h in hits])
             assert not {h.id for h in hits} & self.gone
+
+    @invariant()
+    def text_search_agrees_with_the_model(self) -> None:
+        words = {w for t in TEXTS for w in t.split()}
+        for word in sorted(words):
+            hits = self.mem.search(word, k=100, mode="text")
+            want = {r for r, rec in self.model.items() if word in rec["text"].split()}
+            assert {h.id for h in hits} == want, word
+        hits = self.mem.search("alpha", vector=np.ones(DIM), k=100, mode="hybrid", contains="ta")
+        want = {r for r, rec in self.model.items() if "ta" in rec["text"]}
+        assert {h.id for h in hits} == want
 
 
 Engine.TestCase.settings = settings(

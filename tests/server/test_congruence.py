@@ -160,3 +160,16 @@ def test_bad_input_raises_the_same_exception(mem: Any, call: Any, error: type) -
         call(mem)
     assert str(info.value)
     assert mem.stats()["records"] == 1  # nothing was written, and it keeps serving
+
+
+def test_search_modes_and_contains_agree(mem: Any) -> None:
+    ids = mem.add_many(
+        ["deploy failed with ERR_CONN_RESET", "the cat sleeps", "release v2.3.1 shipped"]
+    )
+    hits = mem.search("err_conn_reset", k=2, mode="text")
+    assert hits[0].id == ids[0] and set(hits[0].scores) == {"text"}
+    hybrid = mem.search("ERR_CONN_RESET deploy", k=3, mode="hybrid")
+    assert hybrid[0].id == ids[0] and set(hybrid[0].scores) == {"vector", "text"}
+    assert [h.id for h in mem.search("anything", k=3, contains="V2.3")] == [ids[2]]
+    with pytest.raises(magray.InvalidInputError, match="mode must be one of"):
+        mem.search("x", mode="fuzzy")

@@ -321,6 +321,13 @@ def _add_file(
     show_default=True,
     help="How many results.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "vector", "text"]),
+    help="hybrid: meaning and words fused (default with full text); vector: meaning; "
+    "text: words (BM25).",
+)
+@click.option("--contains", help="Only records whose text holds this (ignoring case).")
 @click.option("--min-score", type=float)
 @click.option("--tag", "tags", multiple=True, help="Any of these tags (repeatable).")
 @click.option("--project")
@@ -335,6 +342,8 @@ def search(
     query: str,
     layers: tuple[str, ...],
     k: int,
+    mode: str | None,
+    contains: str | None,
     min_score: float | None,
     tags: tuple[str, ...],
     project: str | None,
@@ -351,6 +360,8 @@ def search(
     hits = mem.search(
         query,
         k=k,
+        mode=mode,
+        contains=contains,
         layers=list(layers) or None,
         tags=list(tags) or None,
         project=project,
@@ -367,6 +378,7 @@ def search(
                     "rank": i + 1,
                     "id": h.id,
                     "score": h.score,
+                    "scores": h.scores,
                     "layer": h.layer.value,
                     "record": _record_json(h.record),
                 }

@@ -20,6 +20,7 @@ from the store, whenever it is missing, stale or damaged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -58,7 +59,8 @@ from magray.memory.codec import (
     vector_bytes,
     vectors_from,
 )
-from magray.memory.index import SNAPSHOT_DIR, Interner, Row, VectorIndex
+from magray.memory.fusion import rrf
+from magray.memory.index import SNAPSHOT_DIR, Filter, Interner, Row, VectorIndex
 from magray.memory.lock import WriterLock
 from magray.memory.query import plan as query_plan
 from magray.memory.query import rank
@@ -72,6 +74,8 @@ from magray.memory.store import (
     unpack,
 )
 from magray.memory.texthash import TextHolders
+from magray.memory.textindex import TEXT_DIR, TextIndex
+from magray.memory.textindex import catch_up as text_catch_up
 from magray.ops.tracing import span
 
 _UNSET: Any = object()
@@ -152,6 +156,9 @@ class Memory:
         self._metrics: Any = None
         self._timers: dict[str, Any] = {}
         self._index: VectorIndex | None = None  # None until the store has vectors
+        self._fulltext: TextIndex | None = None  # the BM25 index (config full_text)
+        self._text_lock = threading.Lock()  # one catch-up of the text index at a time
+        self._text_thread: threading.Thread | None = None
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -266,6 +273,58 @@ class Memory:
         self._replay(idx.snapshot_seq)
         if idx.needs_graph():
             self._start_rebuild(idx)
+        self._open_text()
+
+    def _open_text(self) -> None:
+        """Open the full-text index (or make it anew when it is missing, damaged or
+        ahead of the store), then catch it up in the background; a text search before
+        that is done waits for it. Read-only views build theirs in memory on first use."""
+        old, self._fulltext = self._fulltext, None
+        if old is not None:
+            old.close()
+        if not self.config.full_text:
+            return
+        if self.read_only:
+            self._fulltext = TextIndex(None, read_only=True)
+            return
+        path = self.path / "index" / TEXT_DIR
+        try:
+            text = TextIndex(path)
+            if text.seq > self._seq:  # its last changes were never synced in the store
+                text.close()
+                raise CorruptStoreError("the full-text index is ahead of the store")
+        except CorruptStoreError as exc:
+            _LOG.warning("rebuilding the full-text index from the store: %s", exc)
+            TextIndex.destroy(path)
+            text = TextIndex(path)
+        self._fulltext = text
+        if text.seq < self._seq:
+            self._text_thread = threading.Thread(
+                target=self._text_sync_quietly, name="magray-text-index", daemon=True
+            )
+            self._text_thread.start()
+
+    def _text_sync(self) -> TextIndex:
+        """The text index, caught up with every write acknowledged so far."""
+        text = self._fulltext
+        if text is None:
+            raise InvalidInputError(
+                "full-text search is off for this store (config full_text=false); use "
+                "mode='vector', or open the store with full_text=true"
+            )
+        with self._text_lock:
+            seq = self._seq
+            if text.seq < seq:
+                floor = int(self.store.meta("oplog_floor") or 0)
+                with span("magray.text.catch_up", behind=seq - text.seq):
+                    text_catch_up(text, self.store, seq, floor)
+        return text
+
+    def _text_sync_quietly(self) -> None:
+        try:
+            self._text_sync()
+        except Exception:  # the next search or maintenance round tries again
+            _LOG.exception("catching up the full-text index failed")
 
     def _index_from_store(self) -> VectorIndex:
         """Rebuild the columns and exact matrix from the store (the graph: background)."""
@@ -485,6 +544,7 @@ class Memory:
         steps: list[Callable[[], None]] = []
         if not self.read_only:
             steps = [self._wait_builds, self._flush_access, self._save_all, self._persist_metrics]
+        steps.append(self._close_text)
         steps.append(self.store.close)
         self._closed = True
         try:
@@ -501,6 +561,14 @@ class Memory:
     def _wait_builds(self) -> None:
         if self._index is not None:
             self._index.wait_rebuilt()
+        if self._text_thread is not None:
+            self._text_thread.join()
+
+    def _close_text(self) -> None:
+        if self._text_thread is not None:
+            self._text_thread.join()
+        if self._fulltext is not None:
+            self._fulltext.close()
 
     def _save_all(self) -> None:
         self._save_indexes(force=True)
@@ -644,6 +712,7 @@ class Memory:
         self.dim = dim
         self.fingerprint = fingerprint
         self._publish(idx)
+        self._open_text()
 
     # -- adding --------------------------------------------------------------------------
 
@@ -890,6 +959,8 @@ class Memory:
         *,
         vector: Any = None,
         k: int = 10,
+        mode: str | None = None,
+        contains: str | None = None,
         layers: Iterable[Layer | str] | None = None,
         tags: Iterable[str] | None = None,
         project: str | None = None,
@@ -899,15 +970,35 @@ class Memory:
         until: float | datetime | None = None,
         min_score: float | None = None,
     ) -> list[Hit]:
-        """The k records most similar to the query (text) or vector, across layers.
+        """The k records that best match the query (text) or vector, across layers.
 
-        Scores are cosine similarities (higher is better); ties go to the older record.
-        Filters: tags (any of), project, session, kind, creation time in [since, until],
-        and min_score. Filtering never costs recall: selective filters are searched exactly.
+        Modes: ``"vector"`` ranks by cosine similarity of embeddings; ``"text"`` by BM25
+        over the full-text index; ``"hybrid"`` fuses both rankings (reciprocal rank
+        fusion). The default is vector (see the README's "Search modes" for the
+        measurements behind it). Higher scores are better (see Hit); ties go to the older record.
+
+        Filters, in every mode and without recall loss: tags (any of), project, session,
+        kind, creation time in [since, until], contains (a substring the text must hold,
+        ignoring case) and min_score (on Hit.score).
+
+        Raises InvalidInputError for a bad argument, a text mode without query text, or
+        a text mode on a store with full text off.
         """
         t0 = time.perf_counter()
         hits = self._search(
-            query, vector, k, layers, tags, project, session, kind, since, until, min_score
+            query,
+            vector,
+            k,
+            mode,
+            contains,
+            layers,
+            tags,
+            project,
+            session,
+            kind,
+            since,
+            until,
+            min_score,
         )
         took = time.perf_counter() - t0
         self._observe("search", took)
@@ -915,11 +1006,16 @@ class Memory:
         self._log("search", took, [h.id for h in hits], query=query, k=k, hits=len(hits))
         return hits
 
+    _HYBRID_DEPTH = 50  # candidates each retriever hands to the fusion
+    _DEFAULT_MODE = "vector"
+
     def _search(
         self,
         query: Any,
         vector: Any,
         k: Any,
+        mode: Any,
+        contains: Any,
         layers: Any,
         tags: Any,
         project: Any,
@@ -931,14 +1027,31 @@ class Memory:
     ) -> list[Hit]:
         self._check_open()
         p = query_plan(k, layers, tags, project, session, kind, since, until, min_score)
-        if (query is None) == (vector is None):
-            raise InvalidInputError("pass exactly one of query (text) or vector=")
+        mode = validate.mode(mode)
+        needle = validate.contains(contains)
+        text_query = None if query is None else self._text(query, "query")
+        if mode is None:
+            mode = self._DEFAULT_MODE
+        if mode == "vector":
+            if (query is None) == (vector is None):
+                raise InvalidInputError("pass exactly one of query (text) or vector=")
+        else:
+            if query is None:
+                raise InvalidInputError(
+                    f"mode={mode!r} needs query text; to search by a vector alone use mode='vector'"
+                )
+            if mode == "text" and vector is not None:
+                raise InvalidInputError("mode='text' ranks by words only; drop vector=")
+            if not self.config.full_text:
+                self._text_sync()  # raises: full text is off
+        q = None
         if vector is not None:
             if not self.dim:
                 return []
             q = self._query_vector(vector)
-        else:
-            q = self._embed([self._text(query, "query")], query=True)[0]
+        elif mode != "text":
+            assert text_query is not None
+            q = self._embed([text_query], query=True)[0]
             if not self.dim:
                 return []
             if q.shape[0] != self.dim:
@@ -948,11 +1061,41 @@ class Memory:
         idx = self._index  # read once: a reopen or the first add may publish a new one
         if idx is None or not idx.count:
             return []
-        with span("magray.index.search", k=p.k, layers=p.layers):
-            labels, scores = idx.search(q, p.k, p.filter)
+        flt = p.filter
+        if needle is not None:
+            allowed = self._containing(needle, idx)
+            if not len(allowed):
+                return []
+            flt = dataclasses.replace(flt, labels=allowed)
+        depth = max(p.k, self._HYBRID_DEPTH) if mode == "hybrid" else p.k
+        signals: dict[int, dict[str, float]] = {}
+        rankings: list[list[int]] = []
+        if q is not None:
+            with span("magray.index.search", k=depth, layers=p.layers):
+                vl, vs = idx.search(q, depth, flt)
+            for label, score in zip(vl.tolist(), vs.tolist()):
+                signals.setdefault(label, {})["vector"] = score
+            rankings.append(vl.tolist())
+        if mode != "vector":
+            assert text_query is not None
+            with span("magray.text.search", k=depth):
+                found_text = self._text_search(text_query, depth, flt, idx)
+            for label, score in found_text:
+                signals.setdefault(label, {})["text"] = score
+            rankings.append([label for label, _ in found_text])
+        if mode == "hybrid":
+            fused = rrf(rankings)
+            labels = np.array([label for label, _ in fused], np.int64)
+            scores = np.array([score for _, score in fused], np.float32)
+        elif mode == "text":
+            labels = np.array(rankings[0], np.int64)
+            scores = np.array([score for _, score in found_text], np.float32)
+        else:
+            labels, scores = vl, vs
         found = rank(idx, labels, scores, p)
         if not found:
             return []
+        by_rid = {idx.id_of(label): sig for label, sig in signals.items()}
         with span("magray.store.read", records=len(found)):
             raws = self.store.multi_get("records", [rid for _, rid in found])
         now = self._clock()
@@ -964,8 +1107,51 @@ class Memory:
             if not self.read_only:
                 self._touch(rid, now)
             record = self._to_record(rec)
-            hits.append(Hit(record.id, float(score), record.layer, record))
+            hits.append(Hit(record.id, float(score), record.layer, record, by_rid.get(rid, {})))
         return hits
+
+    def _text_search(
+        self, query: str, depth: int, flt: Filter, idx: VectorIndex
+    ) -> list[tuple[int, float]]:
+        """Up to depth (label, BM25 score) best first among the records passing flt:
+        restricted inside tantivy to the passing labels when they are few enough, else
+        fetched wider until depth pass (no recall lost either way)."""
+        text = self._text_sync()
+        if not flt.active():
+            return text.search(query, depth)
+        allowed = idx.filter_labels(flt)
+        if len(allowed) <= self._TEXT_RESTRICT_MAX:
+            return text.search(query, depth, allowed.tolist()) if len(allowed) else []
+        ok = set(allowed.tolist())
+        fetch = depth * 2
+        while True:
+            found = text.search(query, fetch)
+            keep = [h for h in found if h[0] in ok]
+            if len(keep) >= depth or len(found) < fetch:
+                return keep[:depth]
+            fetch *= 4
+
+    _TEXT_RESTRICT_MAX = 50_000  # passing labels handed to tantivy as a term set
+
+    def _containing(self, needle: str, idx: VectorIndex) -> np.ndarray:
+        """int64 labels of every indexed record whose text holds needle, ignoring case:
+        candidates from the text index (or every record without one), each checked."""
+        candidates = None
+        if self._fulltext is not None:
+            found = self._text_sync().containing(needle)
+            candidates = None if found is None else np.array(found, np.int64)
+        if candidates is None:
+            candidates = idx.filter_labels(Filter())
+        want = needle.lower()
+        keep: list[int] = []
+        for i in range(0, len(candidates), 4096):
+            chunk = [int(x) for x in candidates[i : i + 4096]]
+            pairs = [(label, rid) for label in chunk if (rid := idx.id_of(label)) is not None]
+            raws = self.store.multi_get("records", [rid for _, rid in pairs])
+            for (label, rid), raw in zip(pairs, raws):
+                if raw is not None and want in StoredRecord.decode(rid, raw).text.lower():
+                    keep.append(label)
+        return np.array(keep, np.int64)
 
     def _query_vector(self, vector: Any) -> np.ndarray:
         """A unit float32 query; the common case (a float32 vector) costs one native call."""
@@ -1352,6 +1538,9 @@ class Memory:
                         self._start_rebuild(idx)
                     if idx.changes_since_save >= self.config.index_save_every:
                         self._save_indexes(force=False)
+                text = self._fulltext
+                if text is not None and text.seq < self._seq and not self._text_lock.locked():
+                    self._text_sync()
             except Exception:  # keep the worker alive; the next round retries
                 _LOG.exception("background maintenance failed")
 
@@ -1386,6 +1575,9 @@ class Memory:
             if due and stale:
                 idx.save(self.path / "index", seq, self.fingerprint)
             floor = idx.snapshot_seq
+            if self._fulltext is not None:
+                # The oplog must reach back to what the text index reflects.
+                floor = min(floor, self._text_sync().seq)
             if floor > 0:
                 b = self.store.batch()
                 b.delete_range(u64(0), u64(floor + 1), self.store.handle["oplog"])

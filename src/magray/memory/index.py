@@ -91,11 +91,13 @@ class Filter:
     kind: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    labels: np.ndarray | None = None  # int64: only these records (contains=)
 
     def active(self) -> bool:
         return any(
             v is not None
             for v in (
+                self.labels,
                 self.layers,
                 self.tags,
                 self.project,
@@ -416,6 +418,12 @@ class VectorIndex:
             mask &= self.created[:n] >= f.since_ms
         if f.until_ms is not None:
             mask &= self.created[:n] <= f.until_ms
+        if f.labels is not None:
+            pos = self.pos
+            keep = [p for label in f.labels.tolist() if (p := pos.get(label)) is not None]
+            only = np.zeros(n, bool)
+            only[keep] = True
+            mask &= only
         if f.tags is not None:
             labels: set[int] = set()
             for t in f.tags:
@@ -429,6 +437,12 @@ class VectorIndex:
             mask &= tag_mask
         out: np.ndarray = mask
         return out
+
+    def filter_labels(self, f: Filter) -> np.ndarray:
+        """int64 labels of every live record that passes f."""
+        with _Read(self._rw):
+            out: np.ndarray = self.labels[: self.n][self._candidates(f)].copy()
+            return out
 
     def search(self, query: np.ndarray, k: int, f: Filter | None) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosine scores) best first: the k best, plus every record that ties

@@ -85,12 +85,20 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A search result: the cosine similarity of the query and the record (higher is better)."""
+    """A search result; higher scores are better.
+
+    ``score`` is what the ranking used: the cosine similarity of query and record
+    (mode ``"vector"``), the BM25 score (``"text"``), or the reciprocal rank fusion of
+    both (``"hybrid"``). ``scores`` names each signal that matched: ``"vector"`` (cosine
+    similarity) and ``"text"`` (BM25); a hybrid hit that only one retriever found has
+    only that one.
+    """
 
     id: str
     score: float
     layer: Layer
     record: Record
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

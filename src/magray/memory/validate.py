@@ -205,3 +205,24 @@ def min_score(value: Any) -> float | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise InvalidInputError(f"min_score must be a number, got {value!r}")
     return value
+
+
+MODES = ("hybrid", "vector", "text")
+
+
+def mode(value: Any) -> str | None:
+    """A search mode, or None for the store's default."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in MODES:
+        return value
+    raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
+
+
+def contains(value: Any) -> str | None:
+    """A substring that hits must hold (ignoring case), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"contains must be a non-blank str, got {value!r}")
+    return value

@@ -100,6 +100,8 @@ class MemoryService(pb_grpc.MemoryServicer):
                 query,
                 vector=None if vector is None else vector[0],
                 k=int(request.k) if request.k else 10,
+                mode=_opt(request, "mode"),
+                contains=_opt(request, "contains"),
                 layers=list(request.layers) or None,
                 tags=list(request.tags) if request.has_tags else None,
                 project=_opt(request, "project"),

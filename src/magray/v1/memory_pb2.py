@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16magray/v1/memory.proto\x12\tmagray.v1\"\x07\n\x05\x45mpty\"2\n\x07Vectors\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\".\n\x0eOptionalString\x12\x12\n\x05value\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"\x9d\x01\n\x06\x46ields\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x14\n\x07project\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07session\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08metadata\x18\x06 \x01(\x0c\x12\x12\n\nimportance\x18\x07 \x01(\x01\x42\n\n\x08_projectB\n\n\x08_session\"y\n\nAddRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12#\n\x07vectors\x18\x02 \x01(\x0b\x32\x12.magray.v1.Vectors\x12!\n\x06\x66ields\x18\x03 \x01(\x0b\x32\x11.magray.v1.Fields\x12\x14\n\x0con_duplicate\x18\x04 \x01(\t\"\x17\n\x08\x41\x64\x64Reply\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xb4\x02\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x14\n\x07project\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07session\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08metadata\x18\x08 \x01(\x0c\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nupdated_at\x18\n \x01(\x01\x12\x13\n\x0blast_access\x18\x0b \x01(\x01\x12\x14\n\x0c\x61\x63\x63\x65ss_count\x18\x0c \x01(\x03\x12\x12\n\nimportance\x18\r \x01(\x01\x12\x13\n\x0b\x66ingerprint\x18\x0e \x01(\t\x12\x13\n\x0blayer_since\x18\x0f \x01(\x01\x42\n\n\x08_projectB\n\n\x08_session\"-\n\x07Records\x12\"\n\x07records\x18\x01 \x03(\x0b\x32\x11.magray.v1.Record\"\xce\x02\n\rSearchRequest\x12\x12\n\x05query\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\"\n\x06vector\x18\x02 \x01(\x0b\x32\x12.magray.v1.Vectors\x12\t\n\x01k\x18\x03 \x01(\r\x12\x0e\n\x06layers\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x10\n\x08has_tags\x18\x06 \x01(\x08\x12\x14\n\x07project\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07session\x18\x08 \x01(\tH\x02\x88\x01\x01\x12\x11\n\x04kind\x18\t \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05since\x18\n \x01(\x01H\x04\x88\x01\x01\x12\x12\n\x05until\x18\x0b \x01(\x01H\x05\x88\x01\x01\x12\x16\n\tmin_score\x18\x0c \x01(\x01H\x06\x88\x01\x01\x42\x08\n\x06_queryB\n\n\x08_projectB\n\n\x08_sessionB\x07\n\x05_kindB\x08\n\x06_sinceB\x08\n\x06_untilB\x0c\n\n_min_score\"R\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05layer\x18\x03 \x01(\t\x12!\n\x06record\x18\x04 \x01(\x0b\x32\x11.magray.v1.Record\"+\n\x0bSearchReply\x12\x1c\n\x04hits\x18\x01 \x03(\x0b\x32\x0e.magray.v1.Hit\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05query\x18\x02 \x01(\x08\"1\n\nEmbedReply\x12#\n\x07vectors\x18\x01 \x01(\x0b\x32\x12.magray.v1.Vectors\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x08GetReply\x12&\n\x06record\x18\x01 \x01(\x0b\x32\x11.magray.v1.RecordH\x00\x88\x01\x01\x42\t\n\x07_record\"<\n\rRecentRequest\x12\x12\n\x05layer\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05limit\x18\x02 \x01(\rB\x08\n\x06_layer\"\xd9\x02\n\rUpdateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08set_tags\x18\x03 \x01(\x08\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x15\n\x08metadata\x18\x05 \x01(\x0cH\x01\x88\x01\x01\x12\x17\n\nimportance\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x12\n\x05layer\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x11\n\x04kind\x18\x08 \x01(\tH\x04\x88\x01\x01\x12*\n\x07project\x18\t \x01(\x0b\x32\x19.magray.v1.OptionalString\x12*\n\x07session\x18\n \x01(\x0b\x32\x19.magray.v1.OptionalString\x12\"\n\x06vector\x18\x0b \x01(\x0b\x32\x12.magray.v1.VectorsB\x07\n\x05_textB\x0b\n\t_metadataB\r\n\x0b_importanceB\x08\n\x06_layerB\x07\n\x05_kind\"\x1c\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"=\n\x10LifecycleRequest\x12\x10\n\x03now\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x42\x06\n\x04_now\"f\n\x04Move\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfrom_layer\x18\x02 \x01(\t\x12\x15\n\x08to_layer\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\n\n\x02\x61t\x18\x05 \x01(\x01\x42\x0b\n\t_to_layer\"c\n\x0eLifecycleReply\x12\x1e\n\x05moved\x18\x01 \x03(\x0b\x32\x0f.magray.v1.Move\x12 \n\x07\x65xpired\x18\x02 \x03(\x0b\x32\x0f.magray.v1.Move\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"\x19\n\tJsonReply\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1d\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1b\n\x0b\x42\x61\x63kupReply\x12\x0c\n\x04path\x18\x01 \x01(\t\" \n\rExportRequest\x12\x0f\n\x07vectors\x18\x01 \x01(\x08\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"*\n\tLineError\x12\x0c\n\x04line\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"S\n\x0bImportReply\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x04\x12\x0f\n\x07skipped\x18\x02 \x01(\x04\x12$\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x14.magray.v1.LineError2\x87\x07\n\x06Memory\x12\x31\n\x03\x41\x64\x64\x12\x15.magray.v1.AddRequest\x1a\x13.magray.v1.AddReply\x12;\n\tAddStream\x12\x15.magray.v1.AddRequest\x1a\x13.magray.v1.AddReply(\x01\x30\x01\x12:\n\x06Search\x12\x18.magray.v1.SearchRequest\x1a\x16.magray.v1.SearchReply\x12\x37\n\x05\x45mbed\x12\x17.magray.v1.EmbedRequest\x1a\x15.magray.v1.EmbedReply\x12\x31\n\x03Get\x12\x15.magray.v1.GetRequest\x1a\x13.magray.v1.GetReply\x12\x36\n\x06Recent\x12\x18.magray.v1.RecentRequest\x1a\x12.magray.v1.Records\x12\x35\n\x06Update\x12\x18.magray.v1.UpdateRequest\x1a\x11.magray.v1.Record\x12:\n\x06\x44\x65lete\x12\x18.magray.v1.DeleteRequest\x1a\x16.magray.v1.DeleteReply\x12\x41\n\x07Promote\x12\x1b.magray.v1.LifecycleRequest\x1a\x19.magray.v1.LifecycleReply\x12@\n\x06\x45xpire\x12\x1b.magray.v1.LifecycleRequest\x1a\x19.magray.v1.LifecycleReply\x12/\n\x05Stats\x12\x10.magray.v1.Empty\x1a\x14.magray.v1.JsonReply\x12+\n\x05\x46lush\x12\x10.magray.v1.Empty\x1a\x10.magray.v1.Empty\x12-\n\x07\x43ompact\x12\x10.magray.v1.Empty\x1a\x10.magray.v1.Empty\x12:\n\x06\x42\x61\x63kup\x12\x18.magray.v1.BackupRequest\x1a\x16.magray.v1.BackupReply\x12\x36\n\x06\x45xport\x12\x18.magray.v1.ExportRequest\x1a\x10.magray.v1.Chunk0\x01\x12\x34\n\x06Import\x12\x10.magray.v1.Chunk\x1a\x16.magray.v1.ImportReply(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16magray/v1/memory.proto\x12\tmagray.v1\"\x07\n\x05\x45mpty\"2\n\x07Vectors\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\".\n\x0eOptionalString\x12\x12\n\x05value\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"\x9d\x01\n\x06\x46ields\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x14\n\x07project\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07session\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08metadata\x18\x06 \x01(\x0c\x12\x12\n\nimportance\x18\x07 \x01(\x01\x42\n\n\x08_projectB\n\n\x08_session\"y\n\nAddRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12#\n\x07vectors\x18\x02 \x01(\x0b\x32\x12.magray.v1.Vectors\x12!\n\x06\x66ields\x18\x03 \x01(\x0b\x32\x11.magray.v1.Fields\x12\x14\n\x0con_duplicate\x18\x04 \x01(\t\"\x17\n\x08\x41\x64\x64Reply\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xb4\x02\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x14\n\x07project\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07session\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08metadata\x18\x08 \x01(\x0c\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nupdated_at\x18\n \x01(\x01\x12\x13\n\x0blast_access\x18\x0b \x01(\x01\x12\x14\n\x0c\x61\x63\x63\x65ss_count\x18\x0c \x01(\x03\x12\x12\n\nimportance\x18\r \x01(\x01\x12\x13\n\x0b\x66ingerprint\x18\x0e \x01(\t\x12\x13\n\x0blayer_since\x18\x0f \x01(\x01\x42\n\n\x08_projectB\n\n\x08_session\"-\n\x07Records\x12\"\n\x07records\x18\x01 \x03(\x0b\x32\x11.magray.v1.Record\"\x8e\x03\n\rSearchRequest\x12\x12\n\x05query\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\"\n\x06vector\x18\x02 \x01(\x0b\x32\x12.magray.v1.Vectors\x12\t\n\x01k\x18\x03 \x01(\r\x12\x0e\n\x06layers\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x10\n\x08has_tags\x18\x06 \x01(\x08\x12\x14\n\x07project\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07session\x18\x08 \x01(\tH\x02\x88\x01\x01\x12\x11\n\x04kind\x18\t \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05since\x18\n \x01(\x01H\x04\x88\x01\x01\x12\x12\n\x05until\x18\x0b \x01(\x01H\x05\x88\x01\x01\x12\x16\n\tmin_score\x18\x0c \x01(\x01H\x06\x88\x01\x01\x12\x11\n\x04mode\x18\r \x01(\tH\x07\x88\x01\x01\x12\x15\n\x08\x63ontains\x18\x0e \x01(\tH\x08\x88\x01\x01\x42\x08\n\x06_queryB\n\n\x08_projectB\n\n\x08_sessionB\x07\n\x05_kindB\x08\n\x06_sinceB\x08\n\x06_untilB\x0c\n\n_min_scoreB\x07\n\x05_modeB\x0b\n\t_contains\"\xad\x01\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05layer\x18\x03 \x01(\t\x12!\n\x06record\x18\x04 \x01(\x0b\x32\x11.magray.v1.Record\x12*\n\x06scores\x18\x05 \x03(\x0b\x32\x1a.magray.v1.Hit.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"+\n\x0bSearchReply\x12\x1c\n\x04hits\x18\x01 \x03(\x0b\x32\x0e.magray.v1.Hit\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05query\x18\x02 \x01(\x08\"1\n\nEmbedReply\x12#\n\x07vectors\x18\x01 \x01(\x0b\x32\x12.magray.v1.Vectors\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x08GetReply\x12&\n\x06record\x18\x01 \x01(\x0b\x32\x11.magray.v1.RecordH\x00\x88\x01\x01\x42\t\n\x07_record\"<\n\rRecentRequest\x12\x12\n\x05layer\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05limit\x18\x02 \x01(\rB\x08\n\x06_layer\"\xd9\x02\n\rUpdateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08set_tags\x18\x03 \x01(\x08\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x15\n\x08metadata\x18\x05 \x01(\x0cH\x01\x88\x01\x01\x12\x17\n\nimportance\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x12\n\x05layer\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x11\n\x04kind\x18\x08 \x01(\tH\x04\x88\x01\x01\x12*\n\x07project\x18\t \x01(\x0b\x32\x19.magray.v1.OptionalString\x12*\n\x07session\x18\n \x01(\x0b\x32\x19.magray.v1.OptionalString\x12\"\n\x06vector\x18\x0b \x01(\x0b\x32\x12.magray.v1.VectorsB\x07\n\x05_textB\x0b\n\t_metadataB\r\n\x0b_importanceB\x08\n\x06_layerB\x07\n\x05_kind\"\x1c\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"=\n\x10LifecycleRequest\x12\x10\n\x03now\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x42\x06\n\x04_now\"f\n\x04Move\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfrom_layer\x18\x02 \x01(\t\x12\x15\n\x08to_layer\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\n\n\x02\x61t\x18\x05 \x01(\x01\x42\x0b\n\t_to_layer\"c\n\x0eLifecycleReply\x12\x1e\n\x05moved\x18\x01 \x03(\x0b\x32\x0f.magray.v1.Move\x12 \n\x07\x65xpired\x18\x02 \x03(\x0b\x32\x0f.magray.v1.Move\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"\x19\n\tJsonReply\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1d\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1b\n\x0b\x42\x61\x63kupReply\x12\x0c\n\x04path\x18\x01 \x01(\t\" \n\rExportRequest\x12\x0f\n\x07vectors\x18\x01 \x01(\x08\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"*\n\tLineError\x12\x0c\n\x04line\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"S\n\x0bImportReply\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x04\x12\x0f\n\x07skipped\x18\x02 \x01(\x04\x12$\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x14.magray.v1.LineError2\x87\x07\n\x06Memory\x12\x31\n\x03\x41\x64\x64\x12\x15.magray.v1.AddRequest\x1a\x13.magray.v1.AddReply\x12;\n\tAddStream\x12\x15.magray.v1.AddRequest\x1a\x13.magray.v1.AddReply(\x01\x30\x01\x12:\n\x06Search\x12\x18.magray.v1.SearchRequest\x1a\x16.magray.v1.SearchReply\x12\x37\n\x05\x45mbed\x12\x17.magray.v1.EmbedRequest\x1a\x15.magray.v1.EmbedReply\x12\x31\n\x03Get\x12\x15.magray.v1.GetRequest\x1a\x13.magray.v1.GetReply\x12\x36\n\x06Recent\x12\x18.magray.v1.RecentRequest\x1a\x12.magray.v1.Records\x12\x35\n\x06Update\x12\x18.magray.v1.UpdateRequest\x1a\x11.magray.v1.Record\x12:\n\x06\x44\x65lete\x12\x18.magray.v1.DeleteRequest\x1a\x16.magray.v1.DeleteReply\x12\x41\n\x07Promote\x12\x1b.magray.v1.LifecycleRequest\x1a\x19.magray.v1.LifecycleReply\x12@\n\x06\x45xpire\x12\x1b.magray.v1.LifecycleRequest\x1a\x19.magray.v1.LifecycleReply\x12/\n\x05Stats\x12\x10.magray.v1.Empty\x1a\x14.magray.v1.JsonReply\x12+\n\x05\x46lush\x12\x10.magray.v1.Empty\x1a\x10.magray.v1.Empty\x12-\n\x07\x43ompact\x12\x10.magray.v1.Empty\x1a\x10.magray.v1.Empty\x12:\n\x06\x42\x61\x63kup\x12\x18.magray.v1.BackupRequest\x1a\x16.magray.v1.BackupReply\x12\x36\n\x06\x45xport\x12\x18.magray.v1.ExportRequest\x1a\x10.magray.v1.Chunk0\x01\x12\x34\n\x06Import\x12\x10.magray.v1.Chunk\x1a\x16.magray.v1.ImportReply(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'magray.v1.memory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_HIT_SCORESENTRY']._loaded_options = None
+  _globals['_HIT_SCORESENTRY']._serialized_options = b'8\001'
   _globals['_EMPTY']._serialized_start=37
   _globals['_EMPTY']._serialized_end=44
   _globals['_VECTORS']._serialized_start=46
@@ -48,47 +50,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDS']._serialized_start=765
   _globals['_RECORDS']._serialized_end=810
   _globals['_SEARCHREQUEST']._serialized_start=813
-  _globals['_SEARCHREQUEST']._serialized_end=1147
-  _globals['_HIT']._serialized_start=1149
-  _globals['_HIT']._serialized_end=1231
-  _globals['_SEARCHREPLY']._serialized_start=1233
-  _globals['_SEARCHREPLY']._serialized_end=1276
-  _globals['_EMBEDREQUEST']._serialized_start=1278
-  _globals['_EMBEDREQUEST']._serialized_end=1322
-  _globals['_EMBEDREPLY']._serialized_start=1324
-  _globals['_EMBEDREPLY']._serialized_end=1373
-  _globals['_GETREQUEST']._serialized_start=1375
-  _globals['_GETREQUEST']._serialized_end=1399
-  _globals['_GETREPLY']._serialized_start=1401
-  _globals['_GETREPLY']._serialized_end=1462
-  _globals['_RECENTREQUEST']._serialized_start=1464
-  _globals['_RECENTREQUEST']._serialized_end=1524
-  _globals['_UPDATEREQUEST']._serialized_start=1527
-  _globals['_UPDATEREQUEST']._serialized_end=1872
-  _globals['_DELETEREQUEST']._serialized_start=1874
-  _globals['_DELETEREQUEST']._serialized_end=1902
-  _globals['_DELETEREPLY']._serialized_start=1904
-  _globals['_DELETEREPLY']._serialized_end=1934
-  _globals['_LIFECYCLEREQUEST']._serialized_start=1936
-  _globals['_LIFECYCLEREQUEST']._serialized_end=1997
-  _globals['_MOVE']._serialized_start=1999
-  _globals['_MOVE']._serialized_end=2101
-  _globals['_LIFECYCLEREPLY']._serialized_start=2103
-  _globals['_LIFECYCLEREPLY']._serialized_end=2202
-  _globals['_JSONREPLY']._serialized_start=2204
-  _globals['_JSONREPLY']._serialized_end=2229
-  _globals['_BACKUPREQUEST']._serialized_start=2231
-  _globals['_BACKUPREQUEST']._serialized_end=2260
-  _globals['_BACKUPREPLY']._serialized_start=2262
-  _globals['_BACKUPREPLY']._serialized_end=2289
-  _globals['_EXPORTREQUEST']._serialized_start=2291
-  _globals['_EXPORTREQUEST']._serialized_end=2323
-  _globals['_CHUNK']._serialized_start=2325
-  _globals['_CHUNK']._serialized_end=2346
-  _globals['_LINEERROR']._serialized_start=2348
-  _globals['_LINEERROR']._serialized_end=2390
-  _globals['_IMPORTREPLY']._serialized_start=2392
-  _globals['_IMPORTREPLY']._serialized_end=2475
-  _globals['_MEMORY']._serialized_start=2478
-  _globals['_MEMORY']._serialized_end=3381
+  _globals['_SEARCHREQUEST']._serialized_end=1211
+  _globals['_HIT']._serialized_start=1214
+  _globals['_HIT']._serialized_end=1387
+  _globals['_HIT_SCORESENTRY']._serialized_start=1342
+  _globals['_HIT_SCORESENTRY']._serialized_end=1387
+  _globals['_SEARCHREPLY']._serialized_start=1389
+  _globals['_SEARCHREPLY']._serialized_end=1432
+  _globals['_EMBEDREQUEST']._serialized_start=1434
+  _globals['_EMBEDREQUEST']._serialized_end=1478
+  _globals['_EMBEDREPLY']._serialized_start=1480
+  _globals['_EMBEDREPLY']._serialized_end=1529
+  _globals['_GETREQUEST']._serialized_start=1531
+  _globals['_GETREQUEST']._serialized_end=1555
+  _globals['_GETREPLY']._serialized_start=1557
+  _globals['_GETREPLY']._serialized_end=1618
+  _globals['_RECENTREQUEST']._serialized_start=1620
+  _globals['_RECENTREQUEST']._serialized_end=1680
+  _globals['_UPDATEREQUEST']._serialized_start=1683
+  _globals['_UPDATEREQUEST']._serialized_end=2028
+  _globals['_DELETEREQUEST']._serialized_start=2030
+  _globals['_DELETEREQUEST']._serialized_end=2058
+  _globals['_DELETEREPLY']._serialized_start=2060
+  _globals['_DELETEREPLY']._serialized_end=2090
+  _globals['_LIFECYCLEREQUEST']._serialized_start=2092
+  _globals['_LIFECYCLEREQUEST']._serialized_end=2153
+  _globals['_MOVE']._serialized_start=2155
+  _globals['_MOVE']._serialized_end=2257
+  _globals['_LIFECYCLEREPLY']._serialized_start=2259
+  _globals['_LIFECYCLEREPLY']._serialized_end=2358
+  _globals['_JSONREPLY']._serialized_start=2360
+  _globals['_JSONREPLY']._serialized_end=2385
+  _globals['_BACKUPREQUEST']._serialized_start=2387
+  _globals['_BACKUPREQUEST']._serialized_end=2416
+  _globals['_BACKUPREPLY']._serialized_start=2418
+  _globals['_BACKUPREPLY']._serialized_end=2445
+  _globals['_EXPORTREQUEST']._serialized_start=2447
+  _globals['_EXPORTREQUEST']._serialized_end=2479
+  _globals['_CHUNK']._serialized_start=2481
+  _globals['_CHUNK']._serialized_end=2502
+  _globals['_LINEERROR']._serialized_start=2504
+  _globals['_LINEERROR']._serialized_end=2546
+  _globals['_IMPORTREPLY']._serialized_start=2548
+  _globals['_IMPORTREPLY']._serialized_end=2631
+  _globals['_MEMORY']._serialized_start=2634
+  _globals['_MEMORY']._serialized_end=3537
 # @@protoc_insertion_point(module_scope)

@@ -103,7 +103,7 @@ class Records(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "vector", "k", "layers", "tags", "has_tags", "project", "session", "kind", "since", "until", "min_score")
+    __slots__ = ("query", "vector", "k", "layers", "tags", "has_tags", "project", "session", "kind", "since", "until", "min_score", "mode", "contains")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,8 @@ class SearchRequest(_message.Message):
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINS_FIELD_NUMBER: _ClassVar[int]
     query: str
     vector: Vectors
     k: int
@@ -128,19 +130,30 @@ class SearchRequest(_message.Message):
     since: float
     until: float
     min_score: float
-    def __init__(self, query: _Optional[str] = ..., vector: _Optional[_Union[Vectors, _Mapping]] = ..., k: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., has_tags: _Optional[bool] = ..., project: _Optional[str] = ..., session: _Optional[str] = ..., kind: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., min_score: _Optional[float] = ...) -> None: ...
+    mode: str
+    contains: str
+    def __init__(self, query: _Optional[str] = ..., vector: _Optional[_Union[Vectors, _Mapping]] = ..., k: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., has_tags: _Optional[bool] = ..., project: _Optional[str] = ..., session: _Optional[str] = ..., kind: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., min_score: _Optional[float] = ..., mode: _Optional[str] = ..., contains: _Optional[str] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "layer", "record")
+    __slots__ = ("id", "score", "layer", "record", "scores")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     LAYER_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     layer: str
     record: Record
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., layer: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
+    scores: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., layer: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SearchReply(_message.Message):
     __slots__ = ("hits",)

@@ -1,0 +1,214 @@
+"""The full-text index and the search modes: BM25 with stemming and whole identifiers,
+filters and contains= in every mode, the lifecycle reaching the index, and the index
+as derived data (caught up, rebuilt when damaged, absent when switched off)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import magray
+from magray.errors import InvalidInputError
+
+DOCS = [
+    ("The connection was reset by the peer: ERR_CONN_RESET after 30 s", "net", ["ops"]),
+    ("Release v2.3.1 fixes the crash reported in #4471", "rel", ["ops", "release"]),
+    ("Cats sleep most of the day on the warm sofa", "home", []),
+    ("Connecting to the database failed with ERR_DB_TIMEOUT", "net", ["db"]),
+    ("The garden needs watering every morning in summer", "home", ["garden"]),
+    ("Upgrade to v2.3.2 before the next release of the client", "rel", ["release"]),
+]
+
+
+@pytest.fixture
+def filled(mem: Any) -> tuple[Any, list[str]]:
+    ids = [mem.add(t, project=p, tags=tags) for t, p, tags in DOCS]
+    return mem, ids
+
+
+def texts(hits: list[Any]) -> list[str]:
+    return [h.record.text for h in hits]
+
+
+@pytest.mark.parametrize(
+    ("query", "want"),
+    [
+        ("ERR_CONN_RESET", 0),  # an identifier, whole
+        ("err_conn_reset", 0),  # ... ignoring case
+        ("v2.3.1", 1),  # a version string, whole (v2.3.2 is another term)
+        ("#4471", 1),
+        ("sleeping cat", 2),  # stemmed: sleeping -> sleep, cat -> cats
+    ],
+)
+def test_text_mode_finds_words_and_whole_identifiers(
+    filled: tuple[Any, list[str]], query: str, want: int
+) -> None:
+    mem, ids = filled
+    hits = mem.search(query, k=3, mode="text")
+    assert hits[0].id == ids[want], texts(hits)
+    assert set(hits[0].scores) == {"text"} and hits[0].score == hits[0].scores["text"] > 0
+
+
+def test_words_are_stemmed(filled: tuple[Any, list[str]]) -> None:
+    mem, ids = filled
+    # connection, connecting and connections all stem to connect.
+    assert {h.id for h in mem.search("connections", k=5, mode="text")} == {ids[0], ids[3]}
+
+
+def test_an_identifier_outranks_its_parts(filled: tuple[Any, list[str]]) -> None:
+    mem, ids = filled
+    hits = mem.search("v2.3.2", k=2, mode="text")
+    assert [h.id for h in hits] == [ids[5], ids[1]]  # v2.3.1 shares only the parts
+
+
+def test_hybrid_fuses_both_rankings_and_names_the_signals(filled: tuple[Any, list[str]]) -> None:
+    mem, ids = filled
+    hits = mem.search("ERR_DB_TIMEOUT database", k=6, mode="hybrid")
+    assert hits[0].id == ids[3]
+    assert set(hits[0].scores) == {"vector", "text"}
+    assert all(0 < h.score <= 2 / 61 for h in hits)  # reciprocal rank fusion, k=60
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # Records that share no word with the query come from the vector side only.
+    assert any(set(h.scores) == {"vector"} for h in hits)
+
+
+@pytest.mark.parametrize("mode", ["vector", "text", "hybrid"])
+def test_every_filter_works_in_every_mode(filled: tuple[Any, list[str]], mode: str) -> None:
+    mem, ids = filled
+    q = "the release connection"
+    assert {h.id for h in mem.search(q, k=6, mode=mode, project="net")} <= {ids[0], ids[3]}
+    assert {h.id for h in mem.search(q, k=6, mode=mode, tags=["release"])} <= {ids[1], ids[5]}
+    assert mem.search(q, k=6, mode=mode, layers=["assets"]) == []
+    held = {h.id for h in mem.search(q, k=6, mode=mode, contains="RELEASE")}
+    assert held <= {ids[1], ids[5]} and held
+    # contains= is a substring, ignoring case, that may start and end inside words.
+    assert {h.id for h in mem.search(q, k=6, mode=mode, contains="onnect")} <= {ids[0], ids[3]}
+    assert mem.search(q, k=6, mode=mode, contains="no such text") == []
+
+
+def test_contains_alone_is_exact(filled: tuple[Any, list[str]]) -> None:
+    mem, ids = filled
+    for needle, want in [
+        ("n was res", {ids[0]}),
+        ("2.3", {ids[1], ids[5]}),
+        ("_DB_", {ids[3]}),
+        ("E WARM S", {ids[2]}),
+        ("!!", set()),
+    ]:
+        got = {h.id for h in mem.search("anything", k=10, mode="vector", contains=needle)}
+        assert got == want, needle
+
+
+def test_a_filter_that_keeps_many_records_loses_none(mem: Any) -> None:
+    """A broad filter over the text index is applied by fetching wider, not by
+    truncating: the best passing records come back even when they rank low overall."""
+    n = 400
+    ids = mem.add_many([f"common word number {i}" for i in range(n)], project="a")
+    rare = mem.add_many([f"common word rare item {i}" for i in range(5)], project="b")
+    hits = mem.search("common word", k=5, mode="text", project="b")
+    assert {h.id for h in hits} == set(rare)
+    assert len(mem.search("common", k=50, mode="text", project="a")) == 50
+    assert ids  # (used above only through the filter)
+
+
+def test_the_lifecycle_reaches_the_text_index(mem: Any, clock: Any) -> None:
+    a = mem.add("quarterly revenue report draft")
+    b = mem.add("the kettle is broken again", importance=0.9)
+    assert texts(mem.search("revenue", mode="text")) == ["quarterly revenue report draft"]
+    mem.update(a, text="annual budget plan")
+    assert mem.search("revenue", mode="text") == []
+    assert [h.id for h in mem.search("budget", mode="text")] == [a]
+    mem.promote()
+    assert mem.search("kettle", mode="text")[0].layer.value == "insights"
+    clock.advance(2 * 86400)
+    mem.expire()  # a, unused in interact for two days, expires; b is in insights
+    assert mem.search("budget", mode="text") == []
+    assert [h.id for h in mem.search("kettle", mode="text")] == [b]
+    mem.delete(b)
+    assert mem.search("kettle", mode="text") == []
+
+
+def test_bad_modes_say_what_to_do(filled: tuple[Any, list[str]]) -> None:
+    mem, _ = filled
+    with pytest.raises(InvalidInputError, match="mode must be one of"):
+        mem.search("x", mode="bm25")
+    with pytest.raises(InvalidInputError, match="needs query text"):
+        mem.search(vector=np.ones(mem.dim, np.float32), mode="text")
+    with pytest.raises(InvalidInputError, match="contains must be"):
+        mem.search("x", contains="  ")
+
+
+def test_full_text_off_builds_nothing_and_refuses_text_modes(store_path: Path) -> None:
+    with magray.open(store_path, embedder="hash", config={"full_text": False}) as mem:
+        mem.add_many(["one thing", "another thing"])
+        with pytest.raises(InvalidInputError, match="full-text search is off"):
+            mem.search("thing", mode="text")
+        with pytest.raises(InvalidInputError, match="full-text search is off"):
+            mem.search("thing", mode="hybrid")
+        assert len(mem.search("thing", contains="another")) == 1  # checked on the texts
+    assert not (store_path / "index" / "text").exists()
+
+
+def test_the_index_is_rebuilt_when_damaged_or_missing(store_path: Path) -> None:
+    with magray.open(store_path, embedder="hash") as mem:
+        ids = mem.add_many([f"note {i} about topic{i}" for i in range(50)])
+        assert mem.search("topic7", k=1, mode="text")[0].id == ids[7]
+    text_dir = store_path / "index" / "text"
+    for f in text_dir.iterdir():
+        if f.is_file() and not f.name.startswith("."):
+            f.write_bytes(b"garbage")
+    with magray.open(store_path, embedder="hash") as mem:
+        assert mem.search("topic7", k=1, mode="text")[0].id == ids[7]
+        assert len(mem.search("note", k=100, mode="text")) == 50
+    import shutil
+
+    shutil.rmtree(text_dir)
+    with magray.open(store_path, embedder="hash") as mem:
+        assert mem.search("topic9", k=1, mode="text")[0].id == ids[9]
+
+
+def test_a_read_only_view_searches_text(store_path: Path) -> None:
+    with magray.open(store_path, embedder="hash") as mem:
+        ids = mem.add_many(["red apple", "green pear", "ERR_X42 seen"])
+    with magray.open(store_path, embedder="hash", read_only=True) as view:
+        assert view.search("err_x42", k=1, mode="text")[0].id == ids[2]
+
+
+CHILD = r"""
+import os, signal, sys
+import magray
+mem = magray.open(sys.argv[1], embedder="hash")
+for i in range(40):
+    mem.add_many([f"batch{i} item{j} token{i * 10 + j}" for j in range(10)])
+    print(i, flush=True)
+"""
+
+
+def test_sigkill_during_ingest_loses_no_acknowledged_record_from_the_text_index(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    acked = -1
+    for line in proc.stdout:
+        acked = int(line)
+        if acked >= 12:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with magray.open(path, embedder="hash") as mem:
+        for i in range(acked + 1):
+            for j in (0, 9):
+                token = f"token{i * 10 + j}"
+                hits = mem.search(token, k=1, mode="text")
+                assert hits and token in hits[0].record.text, token
