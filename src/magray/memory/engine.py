@@ -59,7 +59,7 @@ from magray.memory.codec import (
     vector_bytes,
     vectors_from,
 )
-from magray.memory.fusion import rrf
+from magray.memory.fusion import blend
 from magray.memory.index import SNAPSHOT_DIR, Filter, Interner, Row, VectorIndex
 from magray.memory.lock import WriterLock
 from magray.memory.query import plan as query_plan
@@ -973,9 +973,12 @@ class Memory:
         """The k records that best match the query (text) or vector, across layers.
 
         Modes: ``"vector"`` ranks by cosine similarity of embeddings; ``"text"`` by BM25
-        over the full-text index; ``"hybrid"`` fuses both rankings (reciprocal rank
-        fusion). The default is vector (see the README's "Search modes" for the
-        measurements behind it). Higher scores are better (see Hit); ties go to the older record.
+        over the full-text index; ``"hybrid"`` blends both (min-max normalised scores,
+        0.3 vector + 0.7 text, see magray.memory.fusion); a query with no word to
+        match is searched as vector. The default is hybrid for query text on a store
+        with full text, vector otherwise (see the README's
+        "Search modes" for the measurements behind it). Higher scores are better (see
+        Hit); ties go to the older record.
 
         Filters, in every mode and without recall loss: tags (any of), project, session,
         kind, creation time in [since, until], contains (a substring the text must hold,
@@ -1007,7 +1010,6 @@ class Memory:
         return hits
 
     _HYBRID_DEPTH = 50  # candidates each retriever hands to the fusion
-    _DEFAULT_MODE = "vector"
 
     def _search(
         self,
@@ -1031,7 +1033,8 @@ class Memory:
         needle = validate.contains(contains)
         text_query = None if query is None else self._text(query, "query")
         if mode is None:
-            mode = self._DEFAULT_MODE
+            full = self.config.full_text
+            mode = "hybrid" if full and query is not None and vector is None else "vector"
         if mode == "vector":
             if (query is None) == (vector is None):
                 raise InvalidInputError("pass exactly one of query (text) or vector=")
@@ -1044,6 +1047,9 @@ class Memory:
                 raise InvalidInputError("mode='text' ranks by words only; drop vector=")
             if not self.config.full_text:
                 self._text_sync()  # raises: full text is off
+            text = self._fulltext
+            if mode == "hybrid" and text is not None and not text.searchable(text_query or ""):
+                mode = "vector"  # no word to match (emoji, punctuation): meaning alone
         q = None
         if vector is not None:
             if not self.dim:
@@ -1069,29 +1075,26 @@ class Memory:
             flt = dataclasses.replace(flt, labels=allowed)
         depth = max(p.k, self._HYBRID_DEPTH) if mode == "hybrid" else p.k
         signals: dict[int, dict[str, float]] = {}
-        rankings: list[list[int]] = []
+        found_vec: list[tuple[int, float]] = []
+        found_text: list[tuple[int, float]] = []
         if q is not None:
             with span("magray.index.search", k=depth, layers=p.layers):
                 vl, vs = idx.search(q, depth, flt)
-            for label, score in zip(vl.tolist(), vs.tolist()):
+            found_vec = list(zip(vl.tolist(), vs.tolist()))
+            for label, score in found_vec:
                 signals.setdefault(label, {})["vector"] = score
-            rankings.append(vl.tolist())
         if mode != "vector":
             assert text_query is not None
             with span("magray.text.search", k=depth):
                 found_text = self._text_search(text_query, depth, flt, idx)
             for label, score in found_text:
                 signals.setdefault(label, {})["text"] = score
-            rankings.append([label for label, _ in found_text])
-        if mode == "hybrid":
-            fused = rrf(rankings)
-            labels = np.array([label for label, _ in fused], np.int64)
-            scores = np.array([score for _, score in fused], np.float32)
-        elif mode == "text":
-            labels = np.array(rankings[0], np.int64)
-            scores = np.array([score for _, score in found_text], np.float32)
-        else:
+        if mode == "vector":
             labels, scores = vl, vs
+        else:
+            ranked = blend(found_vec, found_text) if mode == "hybrid" else found_text
+            labels = np.array([label for label, _ in ranked], np.int64)
+            scores = np.array([score for _, score in ranked], np.float32)
         found = rank(idx, labels, scores, p)
         if not found:
             return []

@@ -88,10 +88,10 @@ class Hit:
     """A search result; higher scores are better.
 
     ``score`` is what the ranking used: the cosine similarity of query and record
-    (mode ``"vector"``), the BM25 score (``"text"``), or the reciprocal rank fusion of
-    both (``"hybrid"``). ``scores`` names each signal that matched: ``"vector"`` (cosine
-    similarity) and ``"text"`` (BM25); a hybrid hit that only one retriever found has
-    only that one.
+    (mode ``"vector"``), the BM25 score (``"text"``), or the blend of both in [0, 1]
+    (``"hybrid"``, see magray.memory.fusion). ``scores`` names each signal that
+    matched: ``"vector"`` (cosine similarity) and ``"text"`` (BM25); a hybrid hit that
+    only one retriever found has only that one.
     """
 
     id: str

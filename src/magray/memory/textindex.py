@@ -162,6 +162,10 @@ class TextIndex:
 
     # -- searching ------------------------------------------------------------------
 
+    def searchable(self, text: str) -> bool:
+        """Whether text has a term this index can match (a word or an identifier)."""
+        return bool(self._words.analyze(text) or identifiers(text))
+
     def query(self, text: str, labels: Sequence[int] | None = None) -> Any:
         """A BM25 query for text: any of its terms, in either field; with labels, only
         those documents. None when text has no searchable term."""

@@ -290,7 +290,10 @@ def serve(
     if ready is not None:
         ready(url)
     try:
-        done.wait()
+        # A signal may be delivered to any thread (gRPC's, tantivy's); Python runs its
+        # handler only when the main thread next runs bytecode, so never block for good.
+        while not done.wait(0.25):
+            pass
     finally:
         health_servicer.enter_graceful_shutdown()
         server.stop(grace=30).wait()  # in-flight calls finish, new ones are refused

@@ -1,0 +1,227 @@
+"""Retrieval quality of magray's search modes against bm25s, and the cost of hybrid.
+
+    python bench/retrieval_data.py --out bench/data          # once: builds the sets
+    python bench/compare_retrieval.py --data bench/data \\
+        --model ../shared/models/all-MiniLM-L6-v2 [--queries 1000] [--latency-n 100000]
+
+Quality, per set (see retrieval_data.py): MRR@10 and recall@10 of magray's ``vector``,
+``text`` and ``hybrid`` modes, and of bm25s (BM25, English stop words, Snowball
+stemmer) as the lexical peer. The fusion variants are scored from the same two
+candidate lists (top 50 of each mode), so the choice of fusion rests on the same run:
+
+- ``rrf``: reciprocal rank fusion, k=60 (what ``mode="hybrid"`` does);
+- ``rrf-w``: the same with the text ranking weighted 2:1 and 1:2;
+- ``blend``: a convex combination of min-max normalised scores, alpha in 0.3 / 0.5 / 0.7.
+
+Cost: ingest with embedding, full text on against off (until add_many returns, and
+until the text index has caught up), and search p50 of hybrid against vector mode on
+``--latency-n`` records (query embedding included in both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def load(d: Path, limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    with open(d / "docs.jsonl", encoding="utf-8") as f:
+        docs = [json.loads(line) for line in f]
+    with open(d / "queries.jsonl", encoding="utf-8") as f:
+        queries = [json.loads(line) for line in f]
+    random.Random(3).shuffle(queries)
+    return docs, queries[:limit]
+
+
+def score(rankings: list[list[str]], relevant: list[str]) -> tuple[float, float]:
+    """(MRR@10, recall@10) with one relevant document per query."""
+    rr, hit = 0.0, 0
+    for ranked, want in zip(rankings, relevant):
+        top = ranked[:10]
+        if want in top:
+            rr += 1.0 / (top.index(want) + 1)
+            hit += 1
+    return rr / len(relevant), hit / len(relevant)
+
+
+def rrf(lists: list[list[str]], weights: list[float], k: int = 60) -> list[str]:
+    fused: dict[str, float] = {}
+    for ranking, w in zip(lists, weights):
+        for r, item in enumerate(ranking, 1):
+            fused[item] = fused.get(item, 0.0) + w / (k + r)
+    return [x for x, _ in sorted(fused.items(), key=lambda t: -t[1])]
+
+
+def blend(vec: list[tuple[str, float]], txt: list[tuple[str, float]], alpha: float) -> list[str]:
+    def norm(pairs: list[tuple[str, float]]) -> dict[str, float]:
+        if not pairs:
+            return {}
+        lo, hi = min(s for _, s in pairs), max(s for _, s in pairs)
+        return {x: (s - lo) / (hi - lo) if hi > lo else 1.0 for x, s in pairs}
+
+    v, t = norm(vec), norm(txt)
+    fused = {x: alpha * v.get(x, 0.0) + (1 - alpha) * t.get(x, 0.0) for x in set(v) | set(t)}
+    return [x for x, _ in sorted(fused.items(), key=lambda p: -p[1])]
+
+
+def bm25s_rankings(docs: list[dict[str, str]], queries: list[dict[str, str]]) -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    corpus = bm25s.tokenize([d["text"] for d in docs], stopwords="en", stemmer=stemmer)
+    retriever = bm25s.BM25()
+    retriever.index(corpus, show_progress=False)
+    q = bm25s.tokenize([x["query"] for x in queries], stopwords="en", stemmer=stemmer)
+    idx, _ = retriever.retrieve(q, k=10, show_progress=False)
+    return [[docs[int(i)]["id"] for i in row] for row in idx]
+
+
+def quality(name: str, d: Path, model: str, limit: int) -> None:
+    import magray
+
+    docs, queries = load(d, limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        mem = magray.open(Path(tmp) / "s", embedder=model)
+        t0 = time.perf_counter()
+        ids = mem.add_many([x["text"] for x in docs])
+        took = time.perf_counter() - t0
+        by_rid = {rid: x["id"] for rid, x in zip(ids, docs)}
+        relevant = [x["relevant"] for x in queries]
+        lists: dict[str, list[list[tuple[str, float]]]] = {"vector": [], "text": []}
+        hybrid: list[list[str]] = []
+        for x in queries:
+            for mode in ("vector", "text"):
+                hits = mem.search(x["query"], k=50, mode=mode)
+                lists[mode].append([(by_rid[h.id], h.score) for h in hits])
+            hybrid.append([by_rid[h.id] for h in mem.search(x["query"], k=10, mode="hybrid")])
+        mem.close()
+    print(f"[{name}] {len(docs)} documents embedded and indexed in {took:.1f} s, "
+          f"{len(queries)} queries")  # fmt: skip
+    rows: dict[str, tuple[float, float]] = {}
+    ranked = {m: [[x for x, _ in r] for r in lists[m]] for m in lists}
+    rows["magray vector"] = score(ranked["vector"], relevant)
+    rows["magray text (BM25)"] = score(ranked["text"], relevant)
+    rows["magray hybrid (rrf)"] = score(hybrid, relevant)
+    rows["bm25s"] = score(bm25s_rankings(docs, queries), relevant)
+    for wv, wt in ((1, 2), (2, 1)):
+        fused = [rrf([v, t], [wv, wt]) for v, t in zip(ranked["vector"], ranked["text"])]
+        rows[f"fusion rrf-w vector:text {wv}:{wt}"] = score(fused, relevant)
+    for alpha in (0.3, 0.5, 0.7):
+        fused = [blend(v, t, alpha) for v, t in zip(lists["vector"], lists["text"])]
+        rows[f"fusion blend alpha={alpha}"] = score(fused, relevant)
+    best_single = max(rows["magray vector"][0], rows["magray text (BM25)"][0])
+    for label, (mrr, rec) in rows.items():
+        print(f"[{name}] {label:<34} MRR@10 {mrr:.3f}  recall@10 {rec:.3f}")
+    h = rows["magray hybrid (rrf)"]
+    print(
+        f"[{name}] hybrid - best single mode: MRR@10 {h[0] - best_single:+.3f} (bar >= +0.03); "
+        f"recall@10 {h[1]:.3f} vs vector {rows['magray vector'][1]:.3f} / text "
+        f"{rows['magray text (BM25)'][1]:.3f} (bar: >= both)"
+    )
+
+
+def cost(model: str, d: Path, n_ingest: int, n_latency: int) -> None:
+    import numpy as np
+
+    import magray
+
+    docs, queries = load(d, 200)
+    texts = [x["text"] for x in docs][:n_ingest]
+    times: dict[str, list[float]] = {"on": [], "off": [], "on-caught-up": []}
+    for _ in range(2):
+        for full in (True, False):
+            with tempfile.TemporaryDirectory() as tmp:
+                mem = magray.open(Path(tmp) / "s", embedder=model, config={"full_text": full})
+                t0 = time.perf_counter()
+                for i in range(0, len(texts), 256):
+                    mem.add_many(texts[i : i + 256])
+                times["on" if full else "off"].append(time.perf_counter() - t0)
+                if full:
+                    mem._text_sync()
+                    times["on-caught-up"].append(time.perf_counter() - t0)
+                mem.close()
+    off = statistics.median(times["off"])
+    on = statistics.median(times["on"])
+    caught = statistics.median(times["on-caught-up"])
+    print(
+        f"ingest {len(texts)} texts with embedding: full text off {off:.2f} s, on {on:.2f} s "
+        f"until add_many returns ({on / off - 1:+.1%}), {caught:.2f} s until the text index "
+        f"has caught up ({caught / off - 1:+.1%}; bar: <= +25%)"
+    )
+    # Vectors given: full text on against off, until the text index has caught up.
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((len(texts), 384)).astype(np.float32)
+    given: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(3):
+        for full in (True, False):
+            with tempfile.TemporaryDirectory() as tmp:
+                mem = magray.open(Path(tmp) / "s", embedder=None, config={"full_text": full})
+                t0 = time.perf_counter()
+                for i in range(0, len(texts), 256):
+                    mem.add_many(texts[i : i + 256], vectors=vecs[i : i + 256])
+                if full:
+                    mem._text_sync()
+                given[full].append(time.perf_counter() - t0)
+                mem.close()
+    g_on, g_off = statistics.median(given[True]), statistics.median(given[False])
+    print(
+        f"ingest {len(texts)} with vectors given: full text off {g_off:.3f} s, on (caught up) "
+        f"{g_on:.3f} s; off builds no text index at all"
+    )
+    # Latency on n_latency records: hybrid against vector, query embedding included.
+    rng2 = random.Random(5)
+    words = " ".join(x["text"] for x in docs).split()
+    with tempfile.TemporaryDirectory() as tmp:
+        mem = magray.open(Path(tmp) / "s", embedder=model)
+        base = rng.standard_normal((n_latency, 384)).astype(np.float32)
+        base /= np.linalg.norm(base, axis=1, keepdims=True)
+        for i in range(0, n_latency, 5000):
+            chunk = [" ".join(rng2.choices(words, k=40)) for _ in range(min(5000, n_latency - i))]
+            mem.add_many(chunk, vectors=base[i : i + len(chunk)])
+        mem.wait_ready()
+        mem._text_sync()
+        qs = [x["query"] for x in queries][:100]
+        for q in qs[:10]:
+            mem.search(q, mode="hybrid")
+        lat: dict[str, list[float]] = {"vector": [], "hybrid": [], "text": []}
+        for _ in range(3):
+            for mode in lat:
+                for q in qs:
+                    t = time.perf_counter()
+                    mem.search(q, k=10, mode=mode)
+                    lat[mode].append(time.perf_counter() - t)
+        mem.close()
+    p = {m: statistics.median(v) * 1e3 for m, v in lat.items()}
+    print(
+        f"search p50 on {n_latency} records (query embedding included): vector {p['vector']:.2f} "
+        f"ms, text {p['text']:.2f} ms, hybrid {p['hybrid']:.2f} ms; hybrid/vector "
+        f"{p['hybrid'] / p['vector']:.2f}x (bar <= 1.5x)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", type=Path, default=Path("bench/data"))
+    ap.add_argument("--model", required=True, help="embedding model directory or name")
+    ap.add_argument("--sets", default="docstrings,identifiers")
+    ap.add_argument("--queries", type=int, default=1000, help="queries per set (at most)")
+    ap.add_argument("--ingest-n", type=int, default=2000)
+    ap.add_argument("--latency-n", type=int, default=100_000)
+    ap.add_argument("--skip-cost", action="store_true")
+    args = ap.parse_args()
+    for name in args.sets.split(","):
+        quality(name, args.data / name, args.model, args.queries)
+    if not args.skip_cost:
+        cost(args.model, args.data / "docstrings", args.ingest_n, args.latency_n)
+
+
+if __name__ == "__main__":
+    main()
