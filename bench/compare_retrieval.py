@@ -9,9 +9,9 @@ Quality, per set (see retrieval_data.py): MRR@10 and recall@10 of magray's ``vec
 stemmer) as the lexical peer. The fusion variants are scored from the same two
 candidate lists (top 50 of each mode), so the choice of fusion rests on the same run:
 
-- ``rrf``: reciprocal rank fusion, k=60 (what ``mode="hybrid"`` does);
-- ``rrf-w``: the same with the text ranking weighted 2:1 and 1:2;
-- ``blend``: a convex combination of min-max normalised scores, alpha in 0.3 / 0.5 / 0.7.
+- ``rrf``: reciprocal rank fusion, k=60, and weighted 1:2 and 2:1 (vector:text);
+- ``blend``: a convex combination of min-max normalised scores, alpha (the vector
+  weight) in 0.3 / 0.5 / 0.7; ``mode="hybrid"`` is the blend at 0.3.
 
 Cost: ingest with embedding, full text on against off (until add_many returns, and
 until the text index has caught up), and search p50 of hybrid against vector mode on
@@ -107,18 +107,18 @@ def quality(name: str, d: Path, model: str, limit: int) -> None:
     ranked = {m: [[x for x, _ in r] for r in lists[m]] for m in lists}
     rows["magray vector"] = score(ranked["vector"], relevant)
     rows["magray text (BM25)"] = score(ranked["text"], relevant)
-    rows["magray hybrid (rrf)"] = score(hybrid, relevant)
+    rows["magray hybrid"] = score(hybrid, relevant)
     rows["bm25s"] = score(bm25s_rankings(docs, queries), relevant)
-    for wv, wt in ((1, 2), (2, 1)):
+    for wv, wt in ((1, 1), (1, 2), (2, 1)):
         fused = [rrf([v, t], [wv, wt]) for v, t in zip(ranked["vector"], ranked["text"])]
-        rows[f"fusion rrf-w vector:text {wv}:{wt}"] = score(fused, relevant)
+        rows[f"fusion rrf k=60 vector:text {wv}:{wt}"] = score(fused, relevant)
     for alpha in (0.3, 0.5, 0.7):
         fused = [blend(v, t, alpha) for v, t in zip(lists["vector"], lists["text"])]
         rows[f"fusion blend alpha={alpha}"] = score(fused, relevant)
     best_single = max(rows["magray vector"][0], rows["magray text (BM25)"][0])
     for label, (mrr, rec) in rows.items():
         print(f"[{name}] {label:<34} MRR@10 {mrr:.3f}  recall@10 {rec:.3f}")
-    h = rows["magray hybrid (rrf)"]
+    h = rows["magray hybrid"]
     print(
         f"[{name}] hybrid - best single mode: MRR@10 {h[0] - best_single:+.3f} (bar >= +0.03); "
         f"recall@10 {h[1]:.3f} vs vector {rows['magray vector'][1]:.3f} / text "
