@@ -191,12 +191,14 @@ class TextIndex:
         if q is None or limit <= 0:
             return []
         searcher = self.index.searcher()
-        result = searcher.search(q, limit, count=False)
-        out = []
-        for score, addr in result.hits:
-            doc = searcher.doc(addr)
-            out.append((int(doc["label"][0]), float(score)))
-        return out
+        hits = searcher.search(q, limit, count=False).hits
+        # Labels from the fast-field column: no stored document is read.
+        found = searcher.fast_field_values("label", [addr for _, addr in hits])
+        return [
+            (int(label), float(score))
+            for (score, _), label in zip(hits, found)
+            if label is not None
+        ]
 
     def containing(self, needle: str) -> list[int] | None:
         """Labels of every document that may hold needle as a substring, ignoring case:
@@ -222,8 +224,9 @@ class TextIndex:
             clauses.append((t.Occur.Must, q))
         searcher = self.index.searcher()
         n = max(1, int(searcher.num_docs))
-        result = searcher.search(t.Query.boolean_query(clauses), n, count=False)
-        return [int(searcher.doc(addr)["label"][0]) for _, addr in result.hits]
+        hits = searcher.search(t.Query.boolean_query(clauses), n, count=False).hits
+        labels = searcher.fast_field_values("label", [a for _, a in hits])
+        return [int(x) for x in labels if x is not None]
 
     def count(self) -> int:
         return int(self.index.searcher().num_docs)
