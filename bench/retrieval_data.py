@@ -27,14 +27,14 @@ import ast
 import json
 import random
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def docstring_pairs(limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def stdlib_docstrings() -> Iterator[tuple[str, str]]:
+    """(place, docstring) of every function and class of the standard library's source
+    (tests and site-packages left out), read with ast: nothing is imported."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    seen: set[str] = set()
-    pairs: list[tuple[str, str, str]] = []
-    others: list[tuple[str, str]] = []  # documents no query points to: distractors
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
         if rel.startswith(("test/", "idlelib/idle_test/", "lib2to3/tests/")) or "/test" in rel:
@@ -46,22 +46,27 @@ def docstring_pairs(limit: int) -> tuple[list[dict[str, str]], list[dict[str, st
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
         for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                continue
-            doc = ast.get_docstring(node)
-            if not doc:
-                continue
-            head, _, body = doc.strip().partition("\n")
-            body = " ".join(body.split())
-            head = " ".join(head.split())
-            if len(body) < 60 or body in seen:
-                continue
-            seen.add(body)
-            pid = f"{rel}:{node.name}:{node.lineno}"
-            if len(head.split()) >= 4 and len(body) >= 120:
-                pairs.append((pid, head, body))
-            else:
-                others.append((pid, body))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    yield f"{rel}:{node.name}:{node.lineno}", doc
+
+
+def docstring_pairs(limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    seen: set[str] = set()
+    pairs: list[tuple[str, str, str]] = []
+    others: list[tuple[str, str]] = []  # documents no query points to: distractors
+    for pid, doc in stdlib_docstrings():
+        head, _, body = doc.strip().partition("\n")
+        body = " ".join(body.split())
+        head = " ".join(head.split())
+        if len(body) < 60 or body in seen:
+            continue
+        seen.add(body)
+        if len(head.split()) >= 4 and len(body) >= 120:
+            pairs.append((pid, head, body))
+        else:
+            others.append((pid, body))
     rng = random.Random(7)
     rng.shuffle(pairs)
     rng.shuffle(others)

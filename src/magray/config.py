@@ -63,6 +63,10 @@ class MemoryConfig:
     # The embedding cache: L1 in memory, L2 in the store (both bounded in bytes).
     cache_l1_bytes: int = 64 << 20
     cache_l2_bytes: int = 1 << 30
+    # L3, shared across processes and hosts: redis://, rediss:// or redis+cluster://
+    # (empty: none), and each entry's time to live in seconds (0: none; let Redis evict).
+    cache_redis_url: str = ""
+    cache_redis_ttl: float = 0.0
 
     # Limits and durability.
     max_text_bytes: int = 1 << 20
@@ -106,6 +110,7 @@ class MemoryConfig:
             "access_flush_seconds",
             "cache_l1_bytes",
             "cache_l2_bytes",
+            "cache_redis_ttl",
         ):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"config {name}={getattr(self, name)!r} must be >= 0")

@@ -36,6 +36,12 @@ def default_root() -> Path:
 @click.option("--tls-cert", type=UserPath(), help="PEM certificate chain (with --tls-key).")
 @click.option("--tls-key", type=UserPath(), help="PEM private key.")
 @click.option("--metrics", "metrics_listen", metavar="HOST:PORT", help="Prometheus endpoint.")
+@click.option(
+    "--cache-redis-url",
+    metavar="URL",
+    help="Shared embedding cache (L3): redis://, rediss:// or redis+cluster:// "
+    "(default: the cache_redis_url setting).",
+)
 @click.option("--max-open", default=16, show_default=True, help="Namespaces open at once.")
 @click.option("--workers", default=16, show_default=True, help="RPC handler threads.")
 @click.option("--max-concurrent", default=256, show_default=True, help="RPCs admitted at once.")
@@ -60,6 +66,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     metrics_listen: str | None,
+    cache_redis_url: str | None,
     max_open: int,
     workers: int,
     max_concurrent: int,
@@ -82,8 +89,12 @@ def serve(
     app = ctx.app()
     embedder = app.embedder()
 
+    config = app.settings.memory_config()
+    if cache_redis_url is not None:
+        config = config.replace(cache_redis_url=cache_redis_url)
+
     def open_store(path: Path, shared: Any) -> Any:
-        return magray.open(path, embedder=shared)
+        return magray.open(path, embedder=shared, config=config)
 
     def ready(url: str) -> None:
         sys.stdout.write(f"magray: serving {root_dir} on {url}\n")

@@ -47,6 +47,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
         fingerprint=st["fingerprint"],
         embedder=st["embedder"],
         cache=st["cache"],
+        cache_redis=st.get("cache_redis"),
     )
     from magray.ops.resources import ResourceManager
 
@@ -74,6 +75,14 @@ def status(ctx: Ctx, as_json: bool) -> None:
             f"cache     L1 hit rate {cache['l1']['hit_rate']:.0%} ({_mb(cache['l1']['bytes'])} "
             f"of {_mb(cache['l1']['limit_bytes'])}); L2 {cache['l2']['entries']} entries"
         )
+    l3 = st.get("cache_redis")
+    if l3:
+        line = f"cache L3  {l3.get('url', '')} {l3['state']}"
+        if "hit_rate" in l3:
+            line += f"  hit rate {l3['hit_rate']:.0%} ({l3['hits']} hits, {l3['misses']} misses)"
+        if l3.get("last_error"):
+            line += f"  last error: {l3['last_error']}"
+        out.append(line)
     lim = data["limits"]
     knobs = ", ".join(f"{k}={v['current']}" for k, v in lim.get("knobs", {}).items()) or "-"
     rss_limit = lim.get("thresholds", {}).get("rss_limit_bytes")
@@ -87,19 +96,30 @@ def status(ctx: Ctx, as_json: bool) -> None:
 # -- health ---------------------------------------------------------------------------------
 
 
+class _Warning(Exception):
+    """A check that found a problem which does not make magray unhealthy (an
+    accelerator that is down)."""
+
+
 def _check(name: str, fn: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
+    warn = False
     try:
         detail = fn()
         ok = True
+    except _Warning as exc:
+        detail, ok, warn = str(exc), False, True
     except Exception as exc:
         detail, ok = f"{type(exc).__name__}: {exc}", False
-    return {
+    out = {
         "check": name,
         "ok": ok,
         "ms": round((time.perf_counter() - t0) * 1e3, 2),
         "detail": detail,
     }
+    if warn:
+        out["warn"] = True
+    return out
 
 
 @click.command()
@@ -169,18 +189,37 @@ def health(ctx: Ctx, as_json: bool) -> None:
             raise RuntimeError(f"only {_mb(r.available_bytes)} available")
         return f"rss {_mb(r.rss_bytes)}, available {_mb(r.available_bytes)}"
 
+    def redis_cache() -> str:
+        from magray.embed.redis_tier import RedisTier, describe
+        from magray.errors import InvalidInputError
+
+        url = app.settings.values.get("cache_redis_url") or ""
+        try:
+            tier = RedisTier(url)
+        except InvalidInputError as exc:
+            raise _Warning(f"{exc}; magray runs without this tier") from None
+        try:
+            reason = tier.check()
+        finally:
+            tier.close()
+        if reason is not None:
+            raise _Warning(f"{describe(url)}: {reason}; magray runs without this tier")
+        return f"{describe(url)} answers"
+
     results.append(_check("store read/write", store_rw))
     if "m" in mem_box:
         results.append(_check("index/store consistency", consistency))
     results.append(_check("embedder smoke test", embedder))
     results.append(_check("disk space", disk))
     results.append(_check("memory", memory_check))
-    healthy = all(r["ok"] for r in results)
+    if app.settings.values.get("cache_redis_url"):
+        results.append(_check("redis cache (L3)", redis_cache))
+    healthy = all(r["ok"] or r.get("warn") for r in results)
     if as_json:
         emit_json({"healthy": healthy, "checks": results})
     else:
         for r in results:
-            mark = "ok  " if r["ok"] else "FAIL"
+            mark = "ok  " if r["ok"] else "warn" if r.get("warn") else "FAIL"
             click.echo(f"{mark} {r['check']:26} {r['ms']:8.2f} ms  {r['detail']}")
     if not healthy:
         raise SystemExit(1)

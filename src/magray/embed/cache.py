@@ -6,6 +6,11 @@ separator byte and the text's UTF-8, so vectors of different models never mix.
 - **L1**: an in-process LRU bounded in bytes (default 64 MiB).
 - **L2**: the store's ``cache`` column family, bounded in bytes (default 1 GiB), kept
   across processes. Entries are evicted oldest first. Batches use one multi_get.
+- **L3** (optional): Redis, shared by every process and host that names it
+  (``magray.embed.redis_tier``). A batch costs one MGET and one pipelined write.
+
+Lookups go L1 -> L2 -> L3 -> embed; an L3 hit fills L1 and L2, and a fresh embedding
+is written to all three.
 
 Both tiers count hits, misses, bytes and evictions. An unreadable or corrupt L2 entry
 is dropped and recomputed; a broken L2 is cleared; the cache is never fatal.
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from magray.embed.redis_tier import RedisTier
     from magray.memory.store import Store
 
 log = logging.getLogger("magray.cache")
@@ -72,8 +78,10 @@ class EmbeddingCache:
         store: Store | None = None,
         l1_bytes: int = 64 << 20,
         l2_bytes: int = 1 << 30,
+        l3: RedisTier | None = None,
     ) -> None:
         self.fingerprint = fingerprint
+        self.l3 = l3
         self.dim = dim
         self.store = store
         self.l1_limit = l1_bytes
@@ -142,7 +150,26 @@ class EmbeddingCache:
         if missing and self.store is not None:
             still = self._l2_get(keys, missing, out)
             missing = still
+        if missing and self.l3 is not None:
+            missing = self._l3_get(keys, missing, out)
         return out, missing, keys
+
+    def _l3_get(self, keys: list[bytes], rows: list[int], out: np.ndarray) -> list[int]:
+        assert self.l3 is not None
+        found = self.l3.get_many([keys[i] for i in rows], self.dim)
+        still = [i for i, v in zip(rows, found) if v is None]
+        hit = [(i, v) for i, v in zip(rows, found) if v is not None]
+        if hit:
+            with self._lock:
+                for i, v in hit:
+                    out[i] = v
+                    self._l1_put(keys[i], v)
+            if self.store is not None and not self.store.read_only:
+                try:
+                    self._l2_put([keys[i] for i, _ in hit], np.stack([v for _, v in hit]))
+                except Exception as exc:
+                    log.warning("embedding cache write failed (%s); continuing without it", exc)
+        return still
 
     def _l2_get(self, keys: list[bytes], rows: list[int], out: np.ndarray) -> list[int]:
         assert self.store is not None
@@ -182,6 +209,8 @@ class EmbeddingCache:
         with self._lock:
             for key, v in zip(keys, vectors):
                 self._l1_put(key, np.array(v, np.float32, copy=True))
+        if self.l3 is not None and len(keys):
+            self.l3.put_many(keys, vectors)
         if self.store is None or self.store.read_only or not len(keys):
             return
         try:
@@ -277,4 +306,5 @@ class EmbeddingCache:
             "fingerprint": self.fingerprint,
             "l1": self.l1.as_dict(self.l1_limit),
             "l2": self.l2.as_dict(self.l2_limit) if self.store is not None else None,
+            "l3": self.l3.stats() if self.l3 is not None else None,
         }

@@ -159,6 +159,8 @@ class Memory:
         self._fulltext: TextIndex | None = None  # the BM25 index (config full_text)
         self._text_lock = threading.Lock()  # one catch-up of the text index at a time
         self._text_thread: threading.Thread | None = None
+        self._l3: Any = None  # the Redis cache tier, made on first use
+        self._l3_error: str | None = None
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -545,6 +547,8 @@ class Memory:
         if not self.read_only:
             steps = [self._wait_builds, self._flush_access, self._save_all, self._persist_metrics]
         steps.append(self._close_text)
+        if self._l3 is not None:
+            steps.append(self._l3.close)
         steps.append(self.store.close)
         self._closed = True
         try:
@@ -685,9 +689,34 @@ class Memory:
                         store=self.store,
                         l1_bytes=getattr(self, "_cache_l1", self.config.cache_l1_bytes),
                         l2_bytes=self.config.cache_l2_bytes,
+                        l3=self._redis_tier(),
                     )
                     self._caches[key] = cache
         return cache
+
+    def _redis_stats(self) -> dict[str, Any] | None:
+        """The L3 tier's state for stats and health: None when none is configured."""
+        if not self.config.cache_redis_url:
+            return None
+        if self._l3_error is not None:
+            return {"state": "unusable", "last_error": self._l3_error}
+        tier = self._l3
+        return {"state": "unused"} if tier is None else dict(tier.stats())
+
+    def _redis_tier(self) -> Any:
+        """The shared L3 tier (config cache_redis_url), made once; None without one or
+        when its URL is unusable (said once in the log and in stats)."""
+        if self._l3 is not None or not self.config.cache_redis_url or self._l3_error:
+            return self._l3
+        from magray.embed.redis_tier import RedisTier, describe
+
+        try:
+            self._l3 = RedisTier(self.config.cache_redis_url, ttl=self.config.cache_redis_ttl)
+        except InvalidInputError as exc:
+            self._l3_error = str(exc)
+            _LOG.warning("redis cache %s unusable: %s; continuing without it",
+                         describe(self.config.cache_redis_url), exc)  # fmt: skip
+        return self._l3
 
     def _ensure_dim(self, dim: int, batch: Any) -> str:
         """The store's vector fingerprint; the first add fixes it and the dimension (in the
@@ -1664,6 +1693,7 @@ class Memory:
             "fingerprint": self.fingerprint,
             "embedder": None if e is None else self._embedder_stats(e),
             "cache": {key: c.stats() for key, c in self._caches.items()},
+            "cache_redis": self._redis_stats(),
             "layers": {layer.value: {"records": counts[layer.code]} for layer in Layer},
             "index": {
                 "state": "empty" if idx is None else idx.state,

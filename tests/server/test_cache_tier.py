@@ -1,0 +1,43 @@
+"""magray serve with the shared embedding cache: namespaces (and servers) that embed
+the same texts compute each once, through a real redis-server."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import magray
+
+from ..redis_servers import RedisServer
+from .conftest import Server
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed (.ci/run does)"
+)
+
+
+def test_a_second_server_reads_what_the_first_embedded(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path)
+    try:
+        texts = [f"shared paragraph {i} on cache tiers" for i in range(50)]
+        first = server_factory("--cache-redis-url", redis.url, root=tmp_path / "a")
+        with magray.connect(first.url, namespace="one") as m:
+            m.add_many(texts)
+            assert m.stats()["cache_redis"]["writes"] == 50
+        second = server_factory("--cache-redis-url", redis.url, root=tmp_path / "b")
+        with magray.connect(second.url, namespace="two") as m:
+            m.add_many(texts)
+            st = m.stats()["cache_redis"]
+            assert st["hits"] == 50 and st["state"] == "closed"
+        redis.kill()  # gone: the server goes on without it
+        with magray.connect(second.url, namespace="three") as m:
+            assert len(m.add_many([f"new text {i}" for i in range(5)])) == 5
+            assert m.stats()["cache_redis"]["errors"] >= 1
+        assert first.stop() == 0 and second.stop() == 0
+    finally:
+        redis.kill()
