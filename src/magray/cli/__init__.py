@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from magray.cli.common import Ctx, UserPath, fail_line
+from magray.cli.mcp import mcp
 from magray.cli.memory import memory
 from magray.cli.models import models
 from magray.cli.serve import serve
@@ -103,7 +104,19 @@ def cli(
     )
 
 
-for command in (memory, models, serve, gpu, status, health, performance, warmup, config, metrics):
+for command in (
+    memory,
+    models,
+    serve,
+    mcp,
+    gpu,
+    status,
+    health,
+    performance,
+    warmup,
+    config,
+    metrics,
+):
     cli.add_command(command)
 
 
