@@ -100,3 +100,39 @@ def test_the_same_against_a_magray_server(tmp_path: Path) -> None:
         anyio.run(_round_trip, _params("--server", server.url, "--namespace", "mcp"))
     finally:
         assert server.stop() == 0
+
+
+def test_streamable_http(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MAGRAY_EMBEDDER": "hash", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [str(BIN), "--store", str(tmp_path / "store"), "mcp", "--http", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        async def run() -> None:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as c:
+                rid = _data(await c.call_tool("remember", {"text": "over http"}))["id"]
+                hits = _data(await c.call_tool("recall", {"query": "over http", "k": 1}))
+                assert hits["result"][0]["id"] == rid
+
+        anyio.run(run)
+    finally:
+        proc.terminate()
+        proc.wait(30)
