@@ -791,15 +791,16 @@ class Memory:
 
         A text already in the layer returns the existing id and counts as an access; with
         ``on_duplicate="skip"`` (bulk imports that may be re-run) it returns None instead
-        and nothing changes.
+        and nothing changes; with ``on_duplicate="store"`` every text becomes a record of
+        its own, held or not (callers that keep their own ids, as LangChain does).
         """
         self._check_writable()
         if isinstance(texts, str):
             raise InvalidInputError("add_many takes a sequence of texts; use add() for one text")
         t0 = time.perf_counter()
-        if on_duplicate not in ("access", "skip"):
+        if on_duplicate not in ("access", "skip", "store"):
             raise InvalidInputError(
-                f"on_duplicate must be 'access' or 'skip', got {on_duplicate!r}"
+                f"on_duplicate must be 'access', 'skip' or 'store', got {on_duplicate!r}"
             )
         texts = [self._text(t, f"texts[{i}]") for i, t in enumerate(texts)]
         f = validate.fields(layer, kind, tags, project, session, metadata, importance)
@@ -807,11 +808,18 @@ class Memory:
             return []
         keys = self._text_keys(texts, [f["layer"]] * len(texts))
         vecs = self._vectors(vectors, len(texts)) if vectors is not None else None
+        dedupe = on_duplicate != "store"
         if vecs is None:
-            vecs = self._embed_new(texts, keys)
+            vecs = self._embed_new(texts, keys) if dedupe else self._embed(texts)
         now = self._clock()
         out = self._insert(
-            texts, vecs, [f] * len(texts), now, touch=on_duplicate == "access", text_keys=keys
+            texts,
+            vecs,
+            [f] * len(texts),
+            now,
+            touch=on_duplicate == "access",
+            text_keys=keys,
+            dedupe=dedupe,
         )
         took = time.perf_counter() - t0
         self._observe("add", took)
@@ -852,10 +860,11 @@ class Memory:
         keep: list[StoredRecord | None] | None = None,
         touch: bool = True,
         text_keys: list[bytes] | None = None,
+        dedupe: bool = True,
     ) -> list[Any]:
         """Write new records (or re-add kept ones, for import); returns ids in order
         (None for a duplicate when touch is False). text_keys: the texts' texthash keys,
-        when the caller has them already."""
+        when the caller has them already. dedupe=False stores held texts again."""
         if text_keys is None:
             text_keys = self._text_keys(texts, [f["layer"] for f in fields])
         with self._wlock:
@@ -870,7 +879,7 @@ class Memory:
                     f = fields[i]
                     # An import keeps every record it is given (ids decide what is new);
                     # add() turns a text its layer already holds into an access.
-                    dup = holders.first(text_keys[i]) if keep is None else None
+                    dup = holders.first(text_keys[i]) if keep is None and dedupe else None
                     if dup is not None:
                         if touch:
                             self._touch(dup, now)

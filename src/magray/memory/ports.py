@@ -55,6 +55,7 @@ class Engine(Protocol):
         keep: list[StoredRecord | None] | None = None,
         touch: bool = True,
         text_keys: list[bytes] | None = None,
+        dedupe: bool = True,
     ) -> list[Any]: ...
 
     def _flush_access(self) -> None: ...
