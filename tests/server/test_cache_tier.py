@@ -11,12 +11,24 @@ import pytest
 
 import magray
 
-from ..redis_servers import RedisServer
+from ..redis_servers import RedisServer, free_port
 from .conftest import Server
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed (.ci/run does)"
 )
+
+
+def _scrape(port: int) -> dict[str, float]:
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line.startswith("magray_cache_redis"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
 
 
 def test_a_second_server_reads_what_the_first_embedded(
@@ -29,15 +41,24 @@ def test_a_second_server_reads_what_the_first_embedded(
         with magray.connect(first.url, namespace="one") as m:
             m.add_many(texts)
             assert m.stats()["cache_redis"]["writes"] == 50
-        second = server_factory("--cache-redis-url", redis.url, root=tmp_path / "b")
+        port = free_port()
+        second = server_factory(
+            "--cache-redis-url", redis.url, "--metrics", f"127.0.0.1:{port}", root=tmp_path / "b"
+        )
         with magray.connect(second.url, namespace="two") as m:
             m.add_many(texts)
             st = m.stats()["cache_redis"]
             assert st["hits"] == 50 and st["state"] == "closed"
+        scraped = _scrape(port)
+        assert scraped["magray_cache_redis_hits_total"] == 50
+        assert scraped["magray_cache_redis_up"] == 1
         redis.kill()  # gone: the server goes on without it
         with magray.connect(second.url, namespace="three") as m:
             assert len(m.add_many([f"new text {i}" for i in range(5)])) == 5
             assert m.stats()["cache_redis"]["errors"] >= 1
+        scraped = _scrape(port)
+        assert scraped["magray_cache_redis_errors_total"] >= 1
+        assert scraped["magray_cache_redis_up"] == 0
         assert first.stop() == 0 and second.stop() == 0
     finally:
         redis.kill()

@@ -115,6 +115,7 @@ class RedisTier:
         self.ttl = float(ttl)
         self.hits = self.misses = self.errors = self.writes = 0
         self.last_error: str | None = None
+        self.last_ok = True  # the last call to Redis succeeded (or none was made)
         self._lock = threading.Lock()
         self.breaker = CircuitBreaker(
             "redis-cache",
@@ -163,6 +164,7 @@ class RedisTier:
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
+            self.last_ok = False
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
         self.breaker.record_failure(exc)
@@ -196,6 +198,7 @@ class RedisTier:
                 self.misses += len(keys)
             return out
         self.breaker.record_success()
+        self.last_ok = True
         bad: list[int] = []
         for i, raw in enumerate(raws):
             if raw is None:
@@ -227,6 +230,7 @@ class RedisTier:
             self._fail(exc)
             return
         self.breaker.record_success()
+        self.last_ok = True
         with self._lock:
             self.writes += len(keys)
 
@@ -236,6 +240,7 @@ class RedisTier:
             "url": self.url,
             "cluster": self.cluster,
             "state": self.breaker.state.value,
+            "last_call_ok": self.last_ok,
             "hits": self.hits,
             "misses": self.misses,
             "hit_rate": round(self.hits / total, 4) if total else 0.0,

@@ -65,6 +65,37 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
 
+    def watch_cache_tier(self, tenants: Any) -> None:
+        """Export the Redis cache tier (L3) of the open stores at each scrape:
+        ``magray_cache_redis_{hits,misses,errors}`` (summed over the open stores) and
+        ``magray_cache_redis_up`` (1 when the last call of every open store's tier
+        succeeded and none has its circuit open)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        class _Collector:
+            def collect(self) -> Any:
+                tiers = [m._redis_stats() for m in tenants.open_memories()]
+                tiers = [t for t in tiers if t is not None]
+                if not tiers:
+                    return
+                for name, what in (
+                    ("hits", "L3 lookups answered"),
+                    ("misses", "L3 lookups not answered"),
+                    ("errors", "L3 calls that failed"),
+                ):
+                    c = CounterMetricFamily(f"magray_cache_redis_{name}", what)
+                    c.add_metric([], float(sum(t.get(name, 0) for t in tiers)))
+                    yield c
+                up = GaugeMetricFamily("magray_cache_redis_up", "the L3 tier is usable")
+                usable = all(
+                    t["state"] in ("closed", "unused") and t.get("last_call_ok", True)
+                    for t in tiers
+                )
+                up.add_metric([], float(usable))
+                yield up
+
+        self.registry.register(_Collector())
+
     def serve_http(self, listen: str) -> None:
         from prometheus_client import start_http_server
 
@@ -261,6 +292,7 @@ def serve(
         serving={"url": url},
         on_change=metrics.namespaces.set,
     )
+    metrics.watch_cache_tier(tenants)
     service = MemoryService(tenants, tokens, root)
     memory_pb2_grpc.add_MemoryServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()

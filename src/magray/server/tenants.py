@@ -88,6 +88,11 @@ class Tenants:
         with self._lock:
             return len(self._open)
 
+    def open_memories(self) -> list[Any]:
+        """The memories open now (a snapshot; for metrics)."""
+        with self._lock:
+            return [entry.mem for entry in self._open.values()]
+
     def _acquire(self, ns: str, create: bool) -> Any:
         while True:
             with self._lock:
