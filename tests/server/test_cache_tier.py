@@ -62,3 +62,19 @@ def test_a_second_server_reads_what_the_first_embedded(
         assert first.stop() == 0 and second.stop() == 0
     finally:
         redis.kill()
+
+
+def test_an_unusable_tier_is_one_line_at_start_and_the_server_serves(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    for url, words in (
+        ("redis://127.0.0.1:1", "unavailable"),
+        ("http://127.0.0.1:6379", "cache tier off"),
+    ):
+        s = server_factory("--cache-redis-url", url, root=tmp_path / words.replace(" ", "-"))
+        with magray.connect(s.url, namespace="n") as m:
+            assert len(m.add_many(["one", "two"])) == 2
+        assert s.stop() == 0
+        err = s.stderr()
+        lines = [line for line in err.splitlines() if "cache" in line]
+        assert lines and words in lines[0] and "Traceback" not in err, err

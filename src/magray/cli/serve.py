@@ -22,6 +22,29 @@ def default_root() -> Path:
     return Path(platformdirs.user_data_dir("magray", appauthor=False)) / "namespaces"
 
 
+def _check_cache_tier(url: str) -> None:
+    """One line on stderr at start-up when the Redis tier cannot be used; the server
+    starts either way (it runs without the tier and retries it)."""
+    from magray.embed.redis_tier import RedisTier, describe
+    from magray.errors import InvalidInputError
+
+    try:
+        tier = RedisTier(url)
+    except InvalidInputError as exc:
+        click.echo(f"magray: cache tier off: {exc}", err=True)
+        return
+    try:
+        reason = tier.check()
+    finally:
+        tier.close()
+    if reason is not None:
+        click.echo(
+            f"magray: cache tier {describe(url)} unavailable ({reason}); serving without "
+            "it until it answers",
+            err=True,
+        )
+
+
 @click.command()
 @click.option(
     "--listen", default="127.0.0.1:7077", show_default=True, help="HOST:PORT (port 0: any free)."
@@ -92,6 +115,8 @@ def serve(
     config = app.settings.memory_config()
     if cache_redis_url is not None:
         config = config.replace(cache_redis_url=cache_redis_url)
+    if config.cache_redis_url:
+        _check_cache_tier(config.cache_redis_url)
 
     def open_store(path: Path, shared: Any) -> Any:
         return magray.open(path, embedder=shared, config=config)

@@ -144,15 +144,9 @@ class RedisTier:
         return redis.Redis.from_url(self._target, **self._kwargs)
 
     def _state_changed(self, old: Any, new: Any) -> None:
-        """One line when the tier goes away and one when it is back; the retries in
-        between (open <-> half-open) only at debug level."""
-        if new.value == "open" and old.value == "closed":
-            log.warning(
-                "redis cache %s unavailable (%s); continuing without it",
-                self.url,
-                self.last_error,
-            )
-        elif new.value == "closed":
+        """The line for the tier going away is written by the first failure (_fail);
+        the breaker's retries in between are debug output; coming back is one line."""
+        if new.value == "closed":
             log.warning("redis cache %s is back", self.url)
         else:
             log.debug("redis cache %s: circuit %s -> %s", self.url, old.value, new.value)
@@ -164,21 +158,29 @@ class RedisTier:
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
+            first = self.last_ok
             self.last_ok = False
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+        if first:
+            log.warning(
+                "redis cache %s unavailable (%s); continuing without it",
+                self.url,
+                self.last_error,
+            )
         self.breaker.record_failure(exc)
         if self.cluster:
             self._client = None  # rediscover the nodes on the next try
 
     def check(self) -> str | None:
-        """Ping once: None when the tier works, else the reason (for health)."""
+        """Ping once: None when the tier works, else the reason (for health and the
+        server's start-up line)."""
         try:
             if self._conn().ping() is not True:
                 return "the server did not answer PING with PONG: is it a Redis?"
             return None
-        except Exception as exc:
-            self._fail(exc)
+        except Exception as exc:  # the caller reports it; nothing is logged here
+            self._client = None
             return f"{type(exc).__name__}: {exc}"
 
     def get_many(self, keys: Sequence[bytes], dim: int) -> list[np.ndarray | None]:
