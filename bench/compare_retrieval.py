@@ -27,6 +27,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def load(d: Path, limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -133,22 +134,26 @@ def cost(model: str, d: Path, n_ingest: int, n_latency: int) -> None:
 
     docs, queries = load(d, 400)
     texts = [x["text"] for x in docs][:n_ingest]
-    times: dict[str, list[float]] = {"on": [], "off": [], "on-caught-up": []}
-    for _ in range(2):
-        for full in (True, False):
-            with tempfile.TemporaryDirectory() as tmp:
-                mem = magray.open(Path(tmp) / "s", embedder=model, config={"full_text": full})
-                t0 = time.perf_counter()
-                for i in range(0, len(texts), 256):
-                    mem.add_many(texts[i : i + 256])
-                times["on" if full else "off"].append(time.perf_counter() - t0)
-                if full:
-                    mem._text_sync()
-                    times["on-caught-up"].append(time.perf_counter() - t0)
-                mem.close()
-    off = statistics.median(times["off"])
-    on = statistics.median(times["on"])
-    caught = statistics.median(times["on-caught-up"])
+
+    def ingest(embedder: Any, full: bool, vectors: Any) -> tuple[float, float]:
+        """(seconds until the last add_many returned, until the text index caught up)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            mem = magray.open(Path(tmp) / "s", embedder=embedder, config={"full_text": full})
+            t0 = time.perf_counter()
+            for i in range(0, len(texts), 256):
+                chunk = None if vectors is None else vectors[i : i + 256]
+                mem.add_many(texts[i : i + 256], vectors=chunk)
+            acked = time.perf_counter() - t0
+            if full:
+                mem._text_sync()
+            caught = time.perf_counter() - t0
+            mem.close()
+        return acked, caught
+
+    runs = [(ingest(model, True, None), ingest(model, False, None)) for _ in range(2)]
+    on = statistics.median(r[0][0] for r in runs)
+    caught = statistics.median(r[0][1] for r in runs)
+    off = statistics.median(r[1][0] for r in runs)
     print(
         f"ingest {len(texts)} texts with embedding: full text off {off:.2f} s, on {on:.2f} s "
         f"until add_many returns ({on / off - 1:+.1%}), {caught:.2f} s until the text index "
@@ -157,19 +162,9 @@ def cost(model: str, d: Path, n_ingest: int, n_latency: int) -> None:
     # Vectors given: full text on against off, until the text index has caught up.
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((len(texts), 384)).astype(np.float32)
-    given: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(3):
-        for full in (True, False):
-            with tempfile.TemporaryDirectory() as tmp:
-                mem = magray.open(Path(tmp) / "s", embedder=None, config={"full_text": full})
-                t0 = time.perf_counter()
-                for i in range(0, len(texts), 256):
-                    mem.add_many(texts[i : i + 256], vectors=vecs[i : i + 256])
-                if full:
-                    mem._text_sync()
-                given[full].append(time.perf_counter() - t0)
-                mem.close()
-    g_on, g_off = statistics.median(given[True]), statistics.median(given[False])
+    given = [(ingest(None, True, vecs)[1], ingest(None, False, vecs)[1]) for _ in range(3)]
+    g_on = statistics.median(g[0] for g in given)
+    g_off = statistics.median(g[1] for g in given)
     print(
         f"ingest {len(texts)} with vectors given: full text off {g_off:.3f} s, on (caught up) "
         f"{g_on:.3f} s; off builds no text index at all"

@@ -57,7 +57,9 @@ class TestMagrayVectorStoreOverTheServer(VectorStoreIntegrationTests):
             mem.close()
 
 
-class TestMagrayEmbeddingsUnit(EmbeddingsUnitTests):
+class _HashEmbeddings:
+    """What both embeddings suites construct: MagrayEmbeddings(model="hash")."""
+
     @property
     def embeddings_class(self) -> type[MagrayEmbeddings]:
         return MagrayEmbeddings
@@ -67,14 +69,12 @@ class TestMagrayEmbeddingsUnit(EmbeddingsUnitTests):
         return {"model": "hash"}
 
 
-class TestMagrayEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[MagrayEmbeddings]:
-        return MagrayEmbeddings
+class TestMagrayEmbeddingsUnit(_HashEmbeddings, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embedding_model_params(self) -> dict[str, str]:
-        return {"model": "hash"}
+
+class TestMagrayEmbeddingsIntegration(_HashEmbeddings, EmbeddingsIntegrationTests):
+    pass
 
 
 def test_filters_scores_mmr_and_retriever(tmp_path: Path) -> None:
