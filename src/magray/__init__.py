@@ -33,7 +33,15 @@ from magray.errors import (
     StoreLockedError,
 )
 
-__version__ = "0.1.0"
+try:
+    from magray._version import __version__  # written by the build from pyproject.toml
+except ImportError:  # a source tree that was never built: ask the installed metadata
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        __version__ = version("magray")
+    except PackageNotFoundError:
+        __version__ = "0+unknown"
 
 __all__ = [
     "AuthError",
