@@ -228,8 +228,10 @@ using LongLoopFn = void (*)(uint64_t*, const uint8_t*, size_t, const uint8_t*) n
 
 LongLoopFn long_loop_for(Isa isa) noexcept {
     switch (isa) {
+#if defined(MAGRAY_X86)  // the wide kernels exist only in an x86-64 build
         case Isa::avx512: return &long_loop_avx512;
         case Isa::avx2: return &long_loop_avx2;
+#endif
         case Isa::scalar:
         default: return &long_loop_scalar;
     }
