@@ -54,9 +54,12 @@ def test_reopen_keeps_tags_of_some_rows(store_path: Path) -> None:
 
 
 def abandon(m) -> None:  # type: ignore[no-untyped-def]
-    """Drop a store the way a crash would: no access flush, no index snapshot."""
+    """Drop a store the way a crash would: no access flush, no index snapshot. Its
+    background threads are let finish first: a dead process holds no tantivy writer,
+    and a thread of this one still writing would stand in for nothing real."""
     m._stop.set()
     m._worker.join()
+    m._wait_builds()
     m._closed = True
     m.store.close()
     m._release()

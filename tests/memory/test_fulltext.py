@@ -213,3 +213,19 @@ def test_sigkill_during_ingest_loses_no_acknowledged_record_from_the_text_index(
                 token = f"token{i * 10 + j}"
                 hits = mem.search(token, k=1, mode="text")
                 assert hits and token in hits[0].record.text, token
+
+
+def test_a_text_index_held_by_another_writer_is_a_clear_store_error(tmp_path: Path) -> None:
+    from magray.errors import StoreError
+    from magray.memory.textindex import TextIndex
+
+    first, second = TextIndex(tmp_path / "text"), TextIndex(tmp_path / "text")
+    first.put([(1, "one")])  # takes the writer
+    with pytest.raises(StoreError, match="being written by another writer"):
+        second.put([(2, "two")])
+    first.commit(1)
+    first.close()
+    second.put([(2, "two")])  # free again
+    second.commit(2)
+    second.close()
+    assert TextIndex(tmp_path / "text").count() == 2

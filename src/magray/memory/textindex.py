@@ -108,7 +108,15 @@ class TextIndex:
 
     def _w(self) -> Any:
         if self._writer is None:
-            self._writer = self.index.writer(heap_size=64_000_000, num_threads=1)
+            try:
+                self._writer = self.index.writer(heap_size=64_000_000, num_threads=1)
+            except ValueError as exc:  # tantivy's directory lock is held
+                from magray.errors import StoreError
+
+                raise StoreError(
+                    f"the full-text index in {self.path} is being written by another "
+                    f"writer ({exc}); close the other process that has this store open"
+                ) from None
         return self._writer
 
     def put(self, docs: Iterable[tuple[int, str]]) -> None:
