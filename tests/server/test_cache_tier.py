@@ -69,7 +69,7 @@ def test_an_unusable_tier_is_one_line_at_start_and_the_server_serves(
 ) -> None:
     for url, words in (
         ("redis://127.0.0.1:1", "unavailable"),
-        ("http://127.0.0.1:6379", "cache tier off"),
+        ("http://127.0.0.1:6379", "scheme"),
     ):
         s = server_factory("--cache-redis-url", url, root=tmp_path / words.replace(" ", "-"))
         with magray.connect(s.url, namespace="n") as m:

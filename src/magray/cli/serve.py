@@ -25,18 +25,9 @@ def default_root() -> Path:
 def _check_cache_tier(url: str) -> None:
     """One line on stderr at start-up when the Redis tier cannot be used; the server
     starts either way (it runs without the tier and retries it)."""
-    from magray.embed.redis_tier import RedisTier, describe
-    from magray.errors import InvalidInputError
+    from magray.embed.redis_tier import describe, probe
 
-    try:
-        tier = RedisTier(url)
-    except InvalidInputError as exc:
-        click.echo(f"magray: cache tier off: {exc}", err=True)
-        return
-    try:
-        reason = tier.check()
-    finally:
-        tier.close()
+    reason = probe(url)
     if reason is not None:
         click.echo(
             f"magray: cache tier {describe(url)} unavailable ({reason}); serving without "

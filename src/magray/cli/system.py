@@ -190,18 +190,10 @@ def health(ctx: Ctx, as_json: bool) -> None:
         return f"rss {_mb(r.rss_bytes)}, available {_mb(r.available_bytes)}"
 
     def redis_cache() -> str:
-        from magray.embed.redis_tier import RedisTier, describe
-        from magray.errors import InvalidInputError
+        from magray.embed.redis_tier import describe, probe
 
         url = app.settings.values.get("cache_redis_url") or ""
-        try:
-            tier = RedisTier(url)
-        except InvalidInputError as exc:
-            raise _Warning(f"{exc}; magray runs without this tier") from None
-        try:
-            reason = tier.check()
-        finally:
-            tier.close()
+        reason = probe(url)
         if reason is not None:
             raise _Warning(f"{describe(url)}: {reason}; magray runs without this tier")
         return f"{describe(url)} answers"

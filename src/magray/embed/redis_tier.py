@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from magray.errors import InvalidInputError
+from magray.kernels import hash128_many
 
 log = logging.getLogger("magray.cache")
 
@@ -75,26 +76,46 @@ def describe(url: str) -> str:
         return "(unparsable URL)"
 
 
-def pack(vec: np.ndarray) -> bytes:
-    """Header + float32 payload of one vector."""
-    from magray.kernels import hash128
+def pack_many(vectors: np.ndarray) -> list[bytes]:
+    """Header + float32 payload of each row of vectors (one native hashing call)."""
+    payloads = [np.ascontiguousarray(v, np.float32).tobytes() for v in vectors]
+    checks = hash128_many(tuple(payloads)) if payloads else None
+    return [
+        _HEADER.pack(_MAGIC, len(p) // 4, checks[i, :8].tobytes()) + p  # type: ignore[index]
+        for i, p in enumerate(payloads)
+    ]
 
-    payload = np.ascontiguousarray(vec, np.float32).tobytes()
-    return _HEADER.pack(_MAGIC, len(payload) // 4, hash128(payload)[:8]) + payload
+
+def unpack_many(raws: Sequence[Any], dim: int) -> list[np.ndarray | None]:
+    """The vector in each raw value, or None for a missing one or one that fails any
+    check (size, magic, dimension, checksum, finite values); one native hashing call."""
+    out: list[np.ndarray | None] = [None] * len(raws)
+    size = _HEADER.size + 4 * dim
+    sized = [i for i, raw in enumerate(raws) if isinstance(raw, bytes) and len(raw) == size]
+    if not sized:
+        return out
+    checks = hash128_many(tuple(raws[i][_HEADER.size :] for i in sized))
+    for j, i in enumerate(sized):
+        magic, d, check = _HEADER.unpack_from(raws[i])
+        if magic != _MAGIC or d != dim or checks[j, :8].tobytes() != check:
+            continue
+        v = np.frombuffer(raws[i], np.float32, offset=_HEADER.size).copy()
+        if np.isfinite(v).all():
+            out[i] = v
+    return out
 
 
-def unpack(raw: bytes, dim: int) -> np.ndarray | None:
-    """The vector in raw, or None when it fails any check."""
-    from magray.kernels import hash128
-
-    if len(raw) != _HEADER.size + 4 * dim:
-        return None
-    magic, d, check = _HEADER.unpack_from(raw)
-    payload = raw[_HEADER.size :]
-    if magic != _MAGIC or d != dim or hash128(payload)[:8] != check:
-        return None
-    v = np.frombuffer(payload, np.float32).copy()
-    return v if np.isfinite(v).all() else None
+def probe(url: str) -> str | None:
+    """Why the tier at url cannot be used (a malformed URL, refused, a wrong password,
+    not a Redis), or None when it answers; for start-up lines and health."""
+    try:
+        tier = RedisTier(url)
+    except InvalidInputError as exc:
+        return str(exc)
+    try:
+        return tier.check()
+    finally:
+        tier.close()
 
 
 class RedisTier:
@@ -201,15 +222,8 @@ class RedisTier:
             return out
         self.breaker.record_success()
         self.last_ok = True
-        bad: list[int] = []
-        for i, raw in enumerate(raws):
-            if raw is None:
-                continue
-            v = unpack(raw, dim) if isinstance(raw, bytes) else None
-            if v is None:
-                bad.append(i)
-            else:
-                out[i] = v
+        out = unpack_many(raws, dim)
+        bad = [i for i, raw in enumerate(raws) if raw is not None and out[i] is None]
         found = sum(v is not None for v in out)
         with self._lock:
             self.hits += found
@@ -225,8 +239,8 @@ class RedisTier:
         try:
             pipe = self._conn().pipeline(transaction=False)
             ex = int(self.ttl) if self.ttl >= 1 else None
-            for key, v in zip(keys, vectors):
-                pipe.set(KEY_PREFIX + key, pack(v), ex=ex)
+            for key, value in zip(keys, pack_many(vectors)):
+                pipe.set(KEY_PREFIX + key, value, ex=ex)
             pipe.execute()
         except Exception as exc:
             self._fail(exc)

@@ -80,6 +80,7 @@ class MagrayVectorStore(VectorStore):
         self.memory = memory
         self._embedding = embedding
         self.layer = layer
+        self._known_dim = 0
 
     @property
     def embeddings(self) -> Embeddings:
@@ -89,13 +90,17 @@ class MagrayVectorStore(VectorStore):
 
     def _dim(self) -> int:
         """The store's vector dimension; 0 while it holds none (a server namespace
-        with no store yet reads as empty)."""
+        with no store yet reads as empty). Asked of the store (a stats call) only until
+        it has one: a store's dimension does not change under an open handle."""
+        if self._known_dim:
+            return self._known_dim
         from magray.errors import NotFoundError
 
         try:
-            return int(self.memory.stats().get("dim") or 0)
+            self._known_dim = int(self.memory.stats().get("dim") or 0)
         except NotFoundError:
             return 0
+        return self._known_dim
 
     def _records_of(self, lc_id: str) -> list[Any]:
         """The magray hits whose LangChain id is lc_id (normally at most one)."""
