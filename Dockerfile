@@ -55,16 +55,19 @@ COPY --from=builder /wheels /tmp/wheels
 RUN python3 -m venv /opt/magray \
     && /opt/magray/bin/pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels
+# Models install as links into the Hugging Face cache at HF_HOME; mount a host's cache there
+# to share the models it already holds.
 ENV PATH=/opt/magray/bin:$PATH \
     MAGRAY_HOME=/data/store \
     MAGRAY_SERVER_ROOT=/data/namespaces \
-    MAGRAY_MODELS_DIR=/opt/magray/models
+    MAGRAY_MODELS_DIR=/opt/magray/models \
+    HF_HOME=/opt/magray/huggingface
+RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin magray \
+    && mkdir -p /data /opt/magray/models /opt/magray/huggingface \
+    && chown magray /data /opt/magray/models /opt/magray/huggingface
+USER 10001
 # A model baked in for hosts without network (empty: downloaded on first use).
 RUN if [ -n "$MODEL" ]; then magray models pull "$MODEL"; fi
-RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin magray \
-    && mkdir -p /data \
-    && chown magray /data
-USER 10001
 VOLUME ["/data"]
 EXPOSE 7077
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "-c", "import sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:7077')).Check(h.HealthCheckRequest(service='magray.v1.Memory'), timeout=3); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]

@@ -1,10 +1,10 @@
-"""Circuit breaker and retry with backoff, for work that can fail for a while and recover.
+"""A circuit breaker, for work that can fail for a while and recover.
 
 Why a circuit breaker
 ---------------------
 Some work has a fast path that may stop working and a slow path that always works: inference
-on a GPU that can hang, run out of memory or vanish, with the CPU as the fallback; a model
-download from a server that may be down. Trying the broken path on every request costs a
+on a GPU that can hang, run out of memory or vanish, with the CPU as the fallback; a shared
+cache on a Redis server that may be down. Trying the broken path on every request costs a
 timeout each time. A :class:`CircuitBreaker` remembers that the path is failing, refuses it at
 once for a cool-down (the caller takes the fallback immediately), then lets a single trial
 call through to find out whether the path works again.
@@ -29,23 +29,12 @@ State machine
 A call that raises counts as a failure. So does a call that returns but takes longer than
 ``call_timeout``: a device that answers slowly is treated as failing, because a running call
 cannot be interrupted safely. ``reset()`` closes the circuit by hand.
-
-Retry with backoff
-------------------
-:func:`retry` calls a function until it succeeds, up to ``attempts`` times. Before retry
-number ``i`` (1-based) it sleeps for a delay with *full jitter*::
-
-    delay_i = rand() * min(max_delay, base_delay * 2 ** (i - 1))      rand() in [0, 1)
-
-The random factor spreads the retries of many clients over the whole window, so that they do
-not all hit a recovering server at the same instant.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -53,16 +42,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from magray.errors import InvalidInputError, MagrayError
 
-__all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState", "retry"]
+__all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 
 _log = logging.getLogger("magray")
-
-# 2.0 ** 1023 is the largest power of two a float holds; beyond it the cap is max_delay anyway.
-_MAX_EXPONENT = 1023
 
 
 class CircuitState(str, enum.Enum):
@@ -360,50 +345,3 @@ class CircuitBreaker:
             }
         self._notify(changes)
         return snapshot
-
-
-def retry(
-    fn: Callable[[], T],
-    *,
-    attempts: int = 5,
-    base_delay: float = 0.5,
-    max_delay: float = 30.0,
-    retry_on: tuple[type[BaseException], ...] = (OSError, TimeoutError),
-    give_up_on: tuple[type[BaseException], ...] = (),
-    sleep: Callable[[float], None] = time.sleep,
-    rand: Callable[[], float] = random.random,
-    on_retry: Callable[[int, BaseException, float], None] | None = None,
-) -> T:
-    """Call ``fn()`` until it returns, at most ``attempts`` times, and return its result.
-
-    Before retry number ``i`` (1-based) it calls ``on_retry(i, exc, delay)`` with the exception
-    of attempt ``i``, then sleeps ``delay = rand() * min(max_delay, base_delay * 2 ** (i - 1))``
-    (exponential backoff with full jitter). An exception that is an instance of ``give_up_on``
-    (checked first) or not of ``retry_on`` propagates at once; after the last attempt, the
-    last exception propagates.
-    """
-    if isinstance(attempts, bool) or not isinstance(attempts, int):
-        raise InvalidInputError(f"attempts must be an integer >= 1, got {attempts!r}")
-    if attempts < 1:
-        raise InvalidInputError(f"attempts must be >= 1, got {attempts}")
-    if not base_delay >= 0:
-        raise InvalidInputError(f"base_delay must be >= 0 seconds, got {base_delay}")
-    if not max_delay >= 0:
-        raise InvalidInputError(f"max_delay must be >= 0 seconds, got {max_delay}")
-    attempt = 1
-    while True:
-        try:
-            return fn()
-        except give_up_on:
-            raise
-        except retry_on as exc:
-            if attempt >= attempts:
-                raise
-            error: BaseException = exc
-        cap = min(max_delay, base_delay * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
-        delay = rand() * cap
-        if on_retry is not None:
-            on_retry(attempt, error, delay)
-        del error  # do not hold the traceback through the sleep
-        sleep(delay)
-        attempt += 1

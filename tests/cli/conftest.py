@@ -34,7 +34,8 @@ def run(tmp_path: Path) -> Callable[..., Result]:
             "MAGRAY_HOME": str(tmp_path / "store"),
             "MAGRAY_CONFIG": str(tmp_path / "config.toml"),
             "MAGRAY_MODELS_DIR": str(tmp_path / "models"),
-            "MAGRAY_HUB_URL": "http://127.0.0.1:9",
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_ENDPOINT": "http://127.0.0.1:9",
             "MAGRAY_EMBEDDER": "hash",
             "NO_COLOR": "1",
         }

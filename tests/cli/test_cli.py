@@ -311,3 +311,45 @@ def test_search_modes_and_contains(run: Callable[..., Result]) -> None:
     assert [h["record"]["text"] for h in r.json()] == ["the cat sleeps on the sofa"]
     r = run("memory", "search", "x", "--mode", "fuzzy")
     assert r.code != 0 and "fuzzy" in r.err and "Traceback" not in r.err
+
+
+def test_models_pull_through_a_hub_resumes_and_then_serves_offline(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    from huggingface_hub import constants
+
+    from tests.embed.test_models import ONNX, blob, repo_files
+    from tests.hub_standin import serve
+
+    # A graph big enough that the library keeps a whole chunk before the connection drops.
+    graph = blob("cli-graph", 2 * constants.DOWNLOAD_CHUNK_SIZE + 4321)
+    files = dict(repo_files(), **{ONNX: graph})
+    with serve() as hub:
+        hub.add_repo("sentence-transformers/all-MiniLM-L6-v2", files)
+        hub.queued[ONNX] = ["truncate"]
+        env = {"HF_ENDPOINT": hub.url}
+        assert "-" in run("models", "list", extra_env=env).out.splitlines()[0]
+        pulled = run("models", "pull", "all-MiniLM-L6-v2", "--json", extra_env=env)
+        assert pulled.code == 0, pulled.err
+        requests = hub.content_requests(ONNX)
+    assert [status for _rng, status in requests] == [200, 206]
+    assert requests[1][0] == f"bytes={constants.DOWNLOAD_CHUNK_SIZE}-"
+    path = Path(pulled.json()["path"])
+    assert (path / ONNX).read_bytes() == graph
+    assert (tmp_path / "hf" / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2").is_dir()
+
+    # Another models directory, the same Hugging Face cache, offline: found, not downloaded.
+    offline = {"MAGRAY_MODELS_DIR": str(tmp_path / "other-models"), "HF_HUB_OFFLINE": "1"}
+    listed = run("models", "list", "--json", extra_env=offline).json()
+    row = next(r for r in listed if r["name"] == "all-MiniLM-L6-v2")
+    assert row["installed"] is False and row["in_hf_cache"] is True
+    again = run("models", "pull", "all-MiniLM-L6-v2", "--json", extra_env=offline)
+    assert again.code == 0, again.err
+    assert Path(again.json()["path"]).parent == tmp_path / "other-models"
+    assert run("models", "verify", extra_env=offline).code == 0
+
+    # Offline and nothing cached: one line that names the way out.
+    empty = dict(offline, HF_HOME=str(tmp_path / "empty-hf"))
+    failed = run("models", "pull", "bge-small-en-v1.5", extra_env=empty)
+    one_line_error(failed)
+    assert "HF_HUB_OFFLINE" in failed.err

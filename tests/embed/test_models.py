@@ -1,23 +1,19 @@
-"""Model management: downloads from a fake hub on 127.0.0.1, imports, verification, removal.
+"""Model management: installs through the Hugging Face hub and cache, imports, verification.
 
-The fake hub serves small byte blobs in the Hugging Face ``resolve`` URL layout. Large
-("LFS") files are redirected to a storage URL, with their sha256 in ``X-Linked-Etag`` on the
-redirect, as the real hub does. Faults can be queued per file (one per request) or made
-permanent.
+Downloads run against the hub stand-in of ``tests/hub_standin.py`` on 127.0.0.1, through the
+real ``huggingface_hub`` library, into a Hugging Face cache under the test's own directory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import re
+import os
+import random
 import socket
 import sys
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +27,9 @@ from magray.embed.models import (
     REGISTRY,
     ModelSpec,
     file_url,
+    from_hf_cache,
     get_spec,
+    hf_cache_dir,
     hub_url,
     import_dir,
     info,
@@ -45,6 +43,7 @@ from magray.embed.models import (
     verify,
 )
 from magray.errors import MagrayError, ModelDownloadError, ModelError
+from tests.hub_standin import Hub, git_blob_id, serve
 
 REPO = "acme/tiny-embed"
 ONNX = "onnx/model.onnx"
@@ -52,12 +51,7 @@ ONNX = "onnx/model.onnx"
 
 def blob(seed: str, size: int) -> bytes:
     """Deterministic pseudo-random bytes."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
+    return random.Random(seed).randbytes(size)
 
 
 def sha256(data: bytes) -> str:
@@ -101,125 +95,15 @@ TINY = ModelSpec(
 )
 
 
-# -- the fake hub ---------------------------------------------------------------------------
-
-
-class FakeHub:
-    def __init__(self) -> None:
-        self.url = ""
-        self.blobs: dict[str, bytes] = {}  # "/repo/resolve/rev/file" -> bytes
-        self.lfs: set[str] = {ONNX}  # served through a redirect, like the real hub
-        self.queued: dict[str, list[str]] = {}  # file -> faults for its next requests
-        self.always: dict[str, str] = {}  # file -> a fault on every request
-        self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, status)
-        self.lock = threading.Lock()
-
-    def add_repo(self, repo: str, files: dict[str, bytes], revision: str = "main") -> None:
-        for rel, data in files.items():
-            self.blobs[f"/{repo}/resolve/{revision}/{rel}"] = data
-
-    def fault(self, rel: str) -> str | None:
-        with self.lock:
-            queue = self.queued.get(rel)
-            if queue:
-                return queue.pop(0)
-            return self.always.get(rel)
-
-    def record(self, path: str, rng: str | None, status: int) -> None:
-        with self.lock:
-            self.log.append((path, rng, status))
-
-    def content_requests(self, rel: str) -> list[tuple[str | None, int]]:
-        """(Range header, status) of the requests that asked for the bytes of ``rel``."""
-        with self.lock:
-            return [
-                (rng, status)
-                for path, rng, status in self.log
-                if path.endswith("/" + rel) and (rel not in self.lfs or path.startswith("/cdn/"))
-            ]
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    hub: FakeHub
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        hub = self.server.hub
-        path = urllib.parse.unquote(self.path)
-        rng = self.headers.get("Range")
-        storage = path.startswith("/cdn/")
-        key = path[len("/cdn") :] if storage else path
-        data = hub.blobs.get(key)
-        if data is None:
-            hub.record(path, rng, 404)
-            self.send_error(404)
-            return
-        rel = key.split("/resolve/", 1)[1].split("/", 1)[1]
-        if rel in hub.lfs and not storage:
-            hub.record(path, rng, 302)
-            self.send_response(302)
-            self.send_header("Location", "/cdn" + key)
-            self.send_header("X-Linked-Etag", f'"{sha256(data)}"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        fault = hub.fault(rel)
-        if fault == "503":
-            hub.record(path, rng, 503)
-            self.send_error(503)
-            return
-        body = bytes([data[0] ^ 0xFF]) + data[1:] if fault == "corrupt" else data
-        headers: list[tuple[str, str]] = []
-        if rel in hub.lfs:
-            headers.append(("ETag", f'"{hashlib.md5(data).hexdigest()}"'))  # storage: no sha
-        elif rel == "tokenizer.json":
-            headers.append(("ETag", f'W/"{sha256(data)}"'))
-        else:
-            headers.append(("ETag", f'"{hashlib.sha1(data).hexdigest()}"'))  # a git blob id
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", rng or "")
-        if match is not None and fault != "ignore_range":
-            start = int(match.group(1))
-            if start >= len(body):
-                hub.record(path, rng, 416)
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        else:
-            status = 200
-        hub.record(path, rng, status)
-        chunk = body[start:]
-        self.send_response(status)
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        declared = len(chunk) + (1 if fault == "overlong" else 0)
-        self.send_header("Content-Length", str(declared))
-        self.send_header("Accept-Ranges", "bytes")
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if fault == "truncate":
-            self.wfile.write(chunk[: len(chunk) // 2])  # then the connection closes
-        else:
-            self.wfile.write(chunk)
-        self.wfile.flush()
-        self.close_connection = True
-
-
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "models"
     monkeypatch.setenv("MAGRAY_MODELS_DIR", str(root))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("MAGRAY_HUB_URL", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: no network
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setitem(REGISTRY, TINY.name, TINY)
@@ -227,21 +111,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    fake = FakeHub()
-    fake.add_repo(REPO, repo_files(dim=8))
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.hub = fake
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("MAGRAY_HUB_URL", fake.url + "/")
-    try:
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    with serve() as fake:
+        fake.add_repo(REPO, repo_files(dim=8))
+        monkeypatch.setenv("HF_ENDPOINT", fake.url + "/")
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def leftovers(root: Path) -> list[str]:
@@ -255,9 +129,8 @@ def leftovers(root: Path) -> list[str]:
     )
 
 
-def no_sleep() -> tuple[list[float], Any]:
-    slept: list[float] = []
-    return slept, slept.append
+def snapshot(repo: str, commit: str) -> Path:
+    return hf_cache_dir() / f"models--{repo.replace('/', '--')}" / "snapshots" / commit
 
 
 # -- registry and locations -----------------------------------------------------------------
@@ -331,56 +204,70 @@ def test_locations(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MAGRAY_MODELS_DIR")
     default = models_dir()
     assert default.name == "models" and "magray" in default.parts
-    monkeypatch.delenv("MAGRAY_HUB_URL", raising=False)
+
+    monkeypatch.delenv("HF_ENDPOINT")
     assert hub_url() == "https://huggingface.co"
     assert file_url(REGISTRY[DEFAULT_MODEL], "onnx/model.onnx") == (
         "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main/onnx/model.onnx"
     )
-    monkeypatch.setenv("MAGRAY_HUB_URL", "http://mirror.example/hf/")
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example/hf/")
     assert hub_url() == "http://mirror.example/hf"
     assert file_url(TINY, "1_Pooling/config.json") == (
         f"http://mirror.example/hf/{REPO}/resolve/main/1_Pooling/config.json"
     )
+    monkeypatch.setenv("MAGRAY_HUB_URL", "http://older.example")  # magray's own name wins
+    assert hub_url() == "http://older.example"
+
+    # The Hugging Face cache, by the library's rules.
+    assert hf_cache_dir() == tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    assert hf_cache_dir() == tmp_path / "elsewhere"
+    for var in ("HF_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert hf_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert hf_cache_dir() == Path.home() / ".cache" / "huggingface" / "hub"
 
 
 # -- pull -----------------------------------------------------------------------------------
 
 
-def test_pull_installs_verifies_and_records(hub: FakeHub, _isolated: Path) -> None:
+def test_pull_installs_links_into_the_hf_cache(hub: Hub, _isolated: Path) -> None:
     calls: list[tuple[str, int, int | None]] = []
-    slept, sleep = no_sleep()
-    path = pull(TINY.name, progress=lambda f, d, t: calls.append((f, d, t)), sleep=sleep)
+    commit = hub.commits[(REPO, "main")]
+    path = pull(TINY.name, progress=lambda f, d, t: calls.append((f, d, t)))
     files = repo_files(dim=8)
 
     assert path == _isolated / TINY.name
+    snap = snapshot(REPO, commit)
     for rel, data in files.items():
         assert (path / rel).read_bytes() == data
-    assert not list(path.rglob("*.part"))
+        # The install links into the cache that other Hugging Face tools share.
+        assert (path / rel).is_symlink() and os.readlink(path / rel) == str(snap / rel)
+        blob_name = (snap / rel).resolve().name
+        assert blob_name == (sha256(data) if rel == ONNX else git_blob_id(data))
     manifest = json.loads((path / MANIFEST).read_text())
-    assert manifest["name"] == TINY.name
-    assert (manifest["repo"], manifest["revision"]) == (REPO, "main")
+    assert manifest["name"] == TINY.name and manifest["source"] == "hub"
+    assert (manifest["repo"], manifest["revision"], manifest["commit"]) == (REPO, "main", commit)
+    assert manifest["hub"] == hub.url and manifest["hf_cache"] == str(hf_cache_dir())
     assert manifest["onnx"] == ONNX and manifest["installed_at"]
     assert set(manifest["files"]) == set(files)
     for rel, data in files.items():
         entry = manifest["files"][rel]
-        assert (entry["size"], entry["sha256"]) == (len(data), sha256(data))
-    # The redirect's X-Linked-Etag and a weak ETag are checked; a git blob id is not a sha256.
-    assert manifest["files"][ONNX]["verified"] == "server"
-    assert manifest["files"]["tokenizer.json"]["verified"] == "server"
-    assert manifest["files"]["config.json"]["verified"] == "recorded"
+        # The LFS file against its announced sha256, the small ones against their git ids.
+        assert entry == {"size": len(data), "sha256": sha256(data), "verified": "server"}
     assert manifest["spec"]["dim"] == 8 and manifest["spec"]["query_prefix"] == "q: "
-    assert slept == []
 
-    # Every file was fetched once from its resolve URL; progress ended at the full size.
+    # Each file: one HEAD and one GET; progress ended at the full size of each.
     for rel, data in files.items():
-        assert (f"/{REPO}/resolve/main/{rel}", None, 302 if rel == ONNX else 200) in hub.log
+        assert hub.content_requests(rel) == [(None, 200)]
         assert (rel, len(data), len(data)) in calls
     assert all(d <= t for _, d, t in calls if t is not None)
 
     assert installed(TINY.name) == path
     row = next(r for r in list_models() if r["name"] == TINY.name)
     assert row["installed"] is True and row["path"] == str(path) and row["dim"] == 8
-    assert {r["name"] for r in list_models()} >= set(REGISTRY)
     details = info(TINY.name)
     assert details["installed"] is True and details["dim"] == 8
     assert details["files"][ONNX]["sha256"] == sha256(files[ONNX])
@@ -390,115 +277,145 @@ def test_pull_installs_verifies_and_records(hub: FakeHub, _isolated: Path) -> No
     assert model_settings(path)["onnx"] == ONNX
     assert leftovers(_isolated) == []
 
-    # Pulling an installed, current model does not download again; force does.
-    requests = len(hub.log)
+    # Pulling an installed, current model asks nothing of the hub; force downloads again.
+    requests = hub.requests()
     assert pull(TINY.name, progress=False) == path
-    assert len(hub.log) == requests
+    assert hub.requests() == requests
     pull(TINY.name, progress=False, force=True)
-    assert len(hub.log) > requests
+    assert hub.content_requests(ONNX) == [(None, 200), (None, 200)]
+
+    # Removing the install leaves the shared cache alone.
+    remove(TINY.name)
+    assert installed(TINY.name) is None and (snap / ONNX).read_bytes() == files[ONNX]
 
 
-def test_pull_registry_model_and_replace(hub: FakeHub, _isolated: Path) -> None:
+def test_newer_upstream_replaces_the_install_on_force(hub: Hub, _isolated: Path) -> None:
     files = repo_files()
     hub.add_repo("sentence-transformers/all-MiniLM-L6-v2", files)
     path = pull(DEFAULT_MODEL, progress=True)  # stderr is not a terminal here: no bar
     manifest = json.loads((path / MANIFEST).read_text())
     assert manifest["spec"]["dim"] == 384 and manifest["spec"]["pooling"] == "mean"
-    assert (path / "1_Pooling/config.json").read_bytes() == files["1_Pooling/config.json"]
 
-    # A newer upstream file replaces the install only once the new copy is complete.
     newer = dict(files, **{"tokenizer.json": b'{"version": "2.0"}'})
-    hub.add_repo("sentence-transformers/all-MiniLM-L6-v2", newer)
+    commit = hub.add_repo("sentence-transformers/all-MiniLM-L6-v2", newer)
     assert pull(DEFAULT_MODEL, progress=False, force=True) == path
     assert (path / "tokenizer.json").read_bytes() == b'{"version": "2.0"}'
+    assert json.loads((path / MANIFEST).read_text())["commit"] == commit
     assert verify(DEFAULT_MODEL) == [(DEFAULT_MODEL, True, [])]
     assert leftovers(_isolated) == []
 
 
-def test_progress_bar_only_on_a_terminal(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+def fill_cache_like_another_tool(hub: Hub, repo: str, files: dict[str, bytes]) -> None:
+    """Download ``files`` the way transformers or sentence-transformers would."""
+    from huggingface_hub import hf_hub_download
 
-    screen = Terminal()
-    monkeypatch.setattr(sys, "stderr", screen)
-    pull(TINY.name, progress=True)
-    shown = screen.getvalue()
-    assert ONNX in shown and "tokenizer.json" in shown
-    pull(TINY.name, progress=False, force=True)
-    assert screen.getvalue() == shown
+    hub.add_repo(repo, files)
+    for rel in files:
+        hf_hub_download(repo, rel, cache_dir=hf_cache_dir(), endpoint=hub.url)
 
 
-def test_interrupted_transfer_is_resumed_with_range(hub: FakeHub) -> None:
-    data = repo_files(dim=8)[ONNX]
-    hub.queued[ONNX] = ["truncate"]
-    slept, sleep = no_sleep()
-    path = pull(TINY.name, progress=False, sleep=sleep)
-    assert hub.content_requests(ONNX) == [(None, 200), (f"bytes={len(data) // 2}-", 206)]
-    assert (path / ONNX).read_bytes() == data
-    assert len(slept) == 1
-    assert json.loads((path / MANIFEST).read_text())["files"][ONNX]["sha256"] == sha256(data)
+@pytest.mark.parametrize("how", ["offline", "unreachable"])
+def test_a_model_in_a_prefilled_cache_needs_no_network(
+    how: str, _isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = repo_files(dim=8)
+    with serve() as other:
+        fill_cache_like_another_tool(other, REPO, files)
+        before = other.requests()
+        if how == "offline":
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        # else HF_ENDPOINT points at a closed port (the fixture's default)
+        path = from_hf_cache(TINY.name)
+        assert path == _isolated / TINY.name
+        assert pull(TINY.name, progress=False) == path
+        assert other.requests() == before  # the stand-in heard nothing more
+    assert json.loads((path / MANIFEST).read_text())["files"][ONNX]["verified"] == "server"
+    assert verify(TINY.name) == [(TINY.name, True, [])]
+
+    # resolve() takes a cached model as it is, with no explicit pull.
+    remove(TINY.name)
+    assert resolve(TINY.name) == path and installed(TINY.name) == path
+
+    # A cleaned cache leaves broken links: resolve says how to get the model back.
+    import shutil
+
+    shutil.rmtree(hf_cache_dir())
+    with pytest.raises(ModelError, match=f"magray models pull {TINY.name} --force"):
+        resolve(TINY.name)
+    assert verify(TINY.name)[0][1] is False
 
 
-def test_range_ignored_by_the_server_starts_over(hub: FakeHub) -> None:
-    data = repo_files(dim=8)[ONNX]
-    hub.queued[ONNX] = ["truncate", "ignore_range"]
-    path = pull(TINY.name, progress=False, sleep=no_sleep()[1])
-    assert hub.content_requests(ONNX) == [(None, 200), (f"bytes={len(data) // 2}-", 200)]
-    assert (path / ONNX).read_bytes() == data
+def test_an_incomplete_cache_is_not_used(hub: Hub, _isolated: Path) -> None:
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(REPO, ONNX, cache_dir=hf_cache_dir(), endpoint=hub.url)  # one file of six
+    assert from_hf_cache(TINY.name) is None
+    assert from_hf_cache("not-a-registry-model") is None
+    path = pull(TINY.name, progress=False)  # fetches the other five, not the graph again
+    assert hub.content_requests(ONNX) == [(None, 200)]
+    assert verify(TINY.name) == [(TINY.name, True, [])] and path.is_dir()
 
 
-def test_complete_part_answered_with_416(hub: FakeHub) -> None:
-    # The body arrives whole but the announced length is one byte longer: the retry asks for
-    # the rest, the server says there is none (416), and the part is verified as it is.
-    data = repo_files(dim=8)[ONNX]
-    hub.queued[ONNX] = ["overlong"]
-    path = pull(TINY.name, progress=False, sleep=no_sleep()[1])
-    assert hub.content_requests(ONNX) == [(None, 200), (f"bytes={len(data)}-", 416)]
-    assert (path / ONNX).read_bytes() == data
+def test_offline_mode_without_a_cached_copy(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelDownloadError) as caught:
+        pull(TINY.name, progress=False)
+    message = str(caught.value)
+    assert "offline mode is on" in message and "HF_HUB_OFFLINE" in message
+    assert "magray models import DIR" in message
+    assert hub.requests() == 0
 
 
-def test_resume_across_pulls(hub: FakeHub, _isolated: Path) -> None:
-    data = repo_files(dim=8)[ONNX]
-    hub.queued[ONNX] = ["truncate"]
-    with pytest.raises(ModelDownloadError, match="after 1 attempt "):
-        pull(TINY.name, progress=False, attempts=1, sleep=no_sleep()[1])
-    assert installed(TINY.name) is None and not (_isolated / TINY.name).exists()
-    path = pull(TINY.name, progress=False, attempts=1)
-    assert hub.content_requests(ONNX)[-1] == (f"bytes={len(data) // 2}-", 206)
-    assert (path / ONNX).read_bytes() == data
-    assert leftovers(_isolated) == []
+def test_interrupted_transfer_is_resumed_with_range(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    # The library writes a transfer in chunks of DOWNLOAD_CHUNK_SIZE: the file must be big
+    # enough that a whole chunk arrives before the connection drops.
+    chunk = constants.DOWNLOAD_CHUNK_SIZE
+    big = blob("large", 2 * chunk + 12345)
+    hub.add_repo(REPO, dict(repo_files(dim=8), **{ONNX: big}))
+    hub.queued[ONNX] = ["truncate"]  # half the body, then the connection closes
+    path = pull(TINY.name, progress=False)
+    requests = hub.content_requests(ONNX)
+    assert requests[0] == (None, 200) and len(requests) == 2
+    rng, status = requests[1]
+    assert status == 206 and rng is not None and rng.startswith("bytes=")
+    assert int(rng[len("bytes=") : -1]) == chunk  # what arrived whole was kept
+    assert (path / ONNX).read_bytes() == big
+    assert json.loads((path / MANIFEST).read_text())["files"][ONNX]["sha256"] == sha256(big)
 
 
-def test_server_errors_are_retried_and_404_is_not(hub: FakeHub) -> None:
-    hub.queued["config.json"] = ["503", "503"]
-    slept, sleep = no_sleep()
-    path = pull(TINY.name, progress=False, sleep=sleep)
-    assert len(slept) == 2 and (path / "config.json").is_file()
-
-    del hub.blobs[f"/{REPO}/resolve/main/modules.json"]
-    slept, sleep = no_sleep()
-    with pytest.raises(ModelDownloadError, match=r"modules\.json.*404"):
-        pull(TINY.name, progress=False, force=True, sleep=sleep)
-    assert slept == []
-    assert verify(TINY.name) == [(TINY.name, True, [])]  # the old install is untouched
-
-
-@pytest.mark.parametrize("rel", [ONNX, "tokenizer.json"])  # the first file, and a later one
-def test_corrupted_file_is_rejected(hub: FakeHub, _isolated: Path, rel: str) -> None:
+@pytest.mark.parametrize("rel", [ONNX, "tokenizer.json"])  # an LFS file, a small one
+def test_a_corrupted_file_is_rejected_and_evicted(hub: Hub, _isolated: Path, rel: str) -> None:
     data = repo_files(dim=8)[rel]
     bad = bytes([data[0] ^ 0xFF]) + data[1:]
-    hub.always[rel] = "corrupt"
+    hub.queued[rel] = ["corrupt"]
     with pytest.raises(ModelDownloadError) as caught:
-        pull(TINY.name, progress=False, sleep=no_sleep()[1])
+        pull(TINY.name, progress=False)
     message = str(caught.value)
-    assert rel in message and sha256(data) in message and sha256(bad) in message
-    assert installed(TINY.name) is None
-    assert not (_isolated / TINY.name).exists()
-    assert leftovers(_isolated) == []
+    expected, actual = (
+        (sha256(data), sha256(bad)) if rel == ONNX else (git_blob_id(data), git_blob_id(bad))
+    )
+    assert rel in message and expected in message and actual in message
+    assert "removed from the Hugging Face cache" in message
+    assert installed(TINY.name) is None and leftovers(_isolated) == []
+    assert from_hf_cache(TINY.name) is None  # the bad blob is gone from the cache
+
+    # The next pull downloads that file again and succeeds.
+    path = pull(TINY.name, progress=False)
+    assert (path / rel).read_bytes() == data
+    assert hub.content_requests(rel) == [(None, 200), (None, 200)]
 
 
-def test_pinned_checksum_wins(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+def _spec_fields(spec: ModelSpec) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
+def test_a_pinned_checksum_wins(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     data = repo_files(dim=8)["tokenizer.json"]
     wrong = ModelSpec(**{**_spec_fields(TINY), "sha256": {"tokenizer.json": "0" * 64}})
     monkeypatch.setitem(REGISTRY, TINY.name, wrong)
@@ -513,47 +430,101 @@ def test_pinned_checksum_wins(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> 
     assert entry["verified"] == "pinned" and entry["sha256"] == sha256(data)
 
 
-def _spec_fields(spec: ModelSpec) -> dict[str, Any]:
-    import dataclasses
+def test_hub_refusals_are_one_clear_sentence(
+    hub: Hub, _isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = pull(TINY.name, progress=False)
 
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    # A missing file: the old install stays as it was.
+    files = repo_files(dim=8)
+    del files["modules.json"]
+    hub.add_repo(REPO, files)
+    with pytest.raises(ModelDownloadError, match=r"modules\.json.*not found.*404"):
+        pull(TINY.name, progress=False, force=True)
+    assert verify(TINY.name) == [(TINY.name, True, [])] and installed(TINY.name) == path
+
+    # A server error on the transfer.
+    hub.add_repo(REPO, repo_files(dim=8))
+    hub.queued["config.json"] = ["503"]
+    with pytest.raises(ModelDownloadError, match=r"config\.json.*HTTP 503.*HF_ENDPOINT"):
+        pull(TINY.name, progress=False, force=True)
+
+    # A gated repository: HF_TOKEN opens it.
+    hub.gated[REPO] = "hf_secret"
+    with pytest.raises(ModelDownloadError) as caught:
+        pull(TINY.name, progress=False, force=True)
+    assert "HTTP 401" in str(caught.value) and "HF_TOKEN" in str(caught.value)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert pull(TINY.name, progress=False, force=True) == path
+    assert leftovers(_isolated) == []
 
 
-def test_unresponsive_server_times_out(monkeypatch: pytest.MonkeyPatch, _isolated: Path) -> None:
-    # Connections complete in the listen backlog, but nothing ever answers.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(16)
-        monkeypatch.setenv("MAGRAY_HUB_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
-        slept, sleep = no_sleep()
-        start = time.monotonic()
-        with pytest.raises(ModelDownloadError) as caught:
-            pull(TINY.name, progress=False, timeout=0.5, attempts=2, sleep=sleep)
-        elapsed = time.monotonic() - start
-    assert 0.9 <= elapsed < 10.0
-    assert len(slept) == 1  # one backoff between the two attempts, not actually slept
-    message = str(caught.value)
-    assert "no answer within 0.5 s" in message and "after 2 attempts" in message
-    assert installed(TINY.name) is None and leftovers(_isolated) == []
-
-
-def test_offline_gives_one_clear_sentence(monkeypatch: pytest.MonkeyPatch, _isolated: Path) -> None:
+def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch, _isolated: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: connections are refused
-    monkeypatch.setenv("MAGRAY_HUB_URL", f"http://127.0.0.1:{port}")
-    slept, sleep = no_sleep()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
     with pytest.raises(ModelDownloadError) as caught:
-        pull(TINY.name, progress=False, attempts=3, sleep=sleep)
+        pull(TINY.name, progress=False)
+    assert time.monotonic() - start < 5  # not the library's half minute of retries
     message = str(caught.value)
     assert message.startswith(f"could not download {ONNX} of model '{TINY.name}'")
     assert "connection refused" in message
-    for advice in ("check the network", "MAGRAY_HUB_URL", "magray models import DIR"):
+    for advice in ("check the network", "HF_ENDPOINT", "magray models import DIR"):
         assert advice in message
     assert ". " not in message  # one sentence
-    assert len(slept) == 2
     assert isinstance(caught.value, ModelError) and isinstance(caught.value, MagrayError)
     assert installed(TINY.name) is None and leftovers(_isolated) == []
+
+    # A hub that accepts connections and never answers: bounded by the timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        start = time.monotonic()
+        with pytest.raises(ModelDownloadError, match="did not answer in time"):
+            pull(TINY.name, progress=False, timeout=0.5)
+        assert time.monotonic() - start < 5
+    with pytest.raises(MagrayError, match="timeout must be > 0"):
+        pull(TINY.name, timeout=0)
+
+
+def test_progress_bar_only_on_a_terminal(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    pull(TINY.name, progress=True)
+    shown = screen.getvalue()
+    assert "model.onnx" in shown and "100%" in shown
+    pull(TINY.name, progress=False, force=True)
+    assert screen.getvalue() == shown
+
+
+def test_a_real_model_from_a_prefilled_cache_embeds_offline(
+    minilm_dir: Path, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    import numpy as np
+
+    from magray.embed.select import load_embedder
+
+    spec = REGISTRY[DEFAULT_MODEL]
+    layout = {rel: rel for rel in spec.files}
+    layout[ONNX] = "model.onnx"  # the shared directory keeps its graph at the top
+    files = {rel: (minilm_dir / src).read_bytes() for rel, src in layout.items()}
+    with serve() as other:
+        fill_cache_like_another_tool(other, spec.repo, files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    embedder = load_embedder(DEFAULT_MODEL, device="cpu")
+    assert embedder is not None
+    reference = json.loads((minilm_dir / "reference_embeddings.json").read_text())
+    texts, expected = reference["sentences"], np.asarray(reference["embeddings"], dtype=np.float32)
+    got = embedder.embed(texts[:4])
+    assert np.allclose(got, expected[:4], atol=1e-4)
+    assert installed(DEFAULT_MODEL) == _isolated / DEFAULT_MODEL
 
 
 # -- import, verify, remove -----------------------------------------------------------------

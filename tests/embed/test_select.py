@@ -13,7 +13,8 @@ from magray.embed.onnx import OnnxEmbedder
 @pytest.fixture(autouse=True)
 def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAGRAY_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("MAGRAY_HUB_URL", "http://127.0.0.1:9")  # nothing listens: offline
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: offline
     monkeypatch.delenv("MAGRAY_EMBEDDER", raising=False)
     monkeypatch.setattr(select, "_warned", False)
 

@@ -25,7 +25,7 @@ def list_(as_json: bool) -> None:
         emit_json(rows)
         return
     for r in rows:
-        mark = "installed" if r.get("installed") else "-"
+        mark = "installed" if r.get("installed") else ("hf-cache" if r.get("in_hf_cache") else "-")
         click.echo(
             f"{r['name']:24} {str(r.get('dim') or ''):>5}  {mark:9}  {r.get('description') or ''}"
         )
@@ -36,7 +36,12 @@ def list_(as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Download again even if installed.")
 @json_option
 def pull(name: str, force: bool, as_json: bool) -> None:
-    """Download NAME (resumable, checksum-verified, installed atomically)."""
+    """Install NAME through the Hugging Face cache (checksum-verified, atomic).
+
+    A copy that transformers, sentence-transformers or `hf download` already put in the
+    cache is used without a download. HF_ENDPOINT picks a mirror, HF_TOKEN authenticates,
+    HF_HUB_OFFLINE=1 forbids the network.
+    """
     from magray.embed import models as m
 
     path = m.pull(name, progress=not as_json, force=force)

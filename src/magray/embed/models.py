@@ -1,4 +1,4 @@
-"""Embedding models: a registry, downloads that resume and verify, imports of local copies.
+"""Embedding models: a registry, installs from the Hugging Face hub and cache, local imports.
 
 A model is a directory in the Hugging Face layout: an ONNX graph (``model.onnx`` or
 ``onnx/model.onnx``), ``tokenizer.json`` and, optionally, the sentence-transformers files that
@@ -7,45 +7,38 @@ say how to pool and normalise (``modules.json``, ``1_Pooling/config.json``,
 :func:`models_dir`, one directory per name, each with a manifest ``magray-model.json`` that
 records the size and sha256 of every file and the settings an embedder needs.
 
-How :func:`pull` downloads
---------------------------
-Files go to a hidden staging directory next to the final one (``.NAME.download``). Each file
-is written to ``FILE.part``; after a dropped connection the transfer resumes with an HTTP
-``Range`` request. Network errors, timeouts and server errors (5xx) are retried with
-exponential backoff and jitter. A finished file is checked against the registry's pinned
-sha256, else against the sha256 the hub announces in ``X-Linked-Etag`` or ``ETag``; a
-mismatch discards it. Only when every file is in place is the manifest written and the
-staging directory renamed to its final name, so an install is either complete or absent,
-and an older install is replaced only by a complete new one. A download that stops for good
-keeps its staging directory, and the next ``pull`` of that model continues where it stopped.
+Where files come from
+---------------------
+:func:`pull` fetches a registry model with ``huggingface_hub`` into the Hugging Face cache
+(:func:`hf_cache_dir`), the one that transformers, sentence-transformers and the ``hf``
+command share, so a model any of them already downloaded is used with no network at all
+(:func:`from_hf_cache`). ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME`` and ``HF_HUB_OFFLINE``
+mean what they mean to those tools. Each file is checked against the registry's pinned
+sha256, else against the id the hub announced and the cache names the blob by (the sha256
+of a large file, the git blob id of a small one); the install is then a directory of links
+into the cache plus the manifest, renamed into place only when complete, so an install is
+either whole or absent. :func:`import_dir` copies a local directory instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import logging
 import os
 import re
 import shutil
-import socket
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from magray.errors import InvalidInputError, ModelDownloadError, ModelError
-from magray.resilience import retry
 
 if sys.platform != "win32":
     import fcntl
@@ -58,7 +51,9 @@ __all__ = [
     "ModelSpec",
     "ProgressCallback",
     "file_url",
+    "from_hf_cache",
     "get_spec",
+    "hf_cache_dir",
     "hub_url",
     "import_dir",
     "info",
@@ -66,6 +61,7 @@ __all__ = [
     "list_models",
     "model_settings",
     "models_dir",
+    "offline",
     "pull",
     "remove",
     "resolve",
@@ -85,13 +81,12 @@ _log = logging.getLogger("magray")
 _POOLINGS: tuple[str, ...] = ("mean", "cls", "last_token")
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_ID = re.compile(r"[0-9a-f]{40}")
+_TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
 _ONNX_PATHS = ("model.onnx", "onnx/model.onnx")  # the embedder looks in this order
-_STATE = ".magray-pull.json"  # inside a staging directory: files already verified
-_USER_AGENT = "magray-models/1"
 _OFFLINE_HINT = (
-    "check the network connection, set MAGRAY_HUB_URL to a reachable mirror,"
+    "check the network connection, set HF_ENDPOINT to a reachable mirror,"
     " or install a local copy with `magray models import DIR`"
 )
 
@@ -119,7 +114,7 @@ def _check_relpath(path: str, where: str) -> None:
         or "\\" in path
         or any(p in ("", ".", "..") for p in parts)
         or path.endswith(".part")
-        or path in (MANIFEST, _STATE)
+        or path == MANIFEST
     ):
         raise ModelError(f"{where}: {path!r} is not a usable relative file path")
 
@@ -337,12 +332,6 @@ def models_dir() -> Path:
     return Path(platformdirs.user_cache_dir("magray", appauthor=False)) / "models"
 
 
-def hub_url() -> str:
-    """The model hub: ``MAGRAY_HUB_URL`` (a mirror), else ``https://huggingface.co``."""
-    env = os.environ.get("MAGRAY_HUB_URL", "").strip().rstrip("/")
-    return env or DEFAULT_HUB
-
-
 def file_url(spec: ModelSpec, path: str, hub: str | None = None) -> str:
     """``{hub}/{repo}/resolve/{revision}/{path}``, quoted for a URL."""
     base = (hub if hub is not None else hub_url()).rstrip("/")
@@ -410,14 +399,22 @@ def _missing_layout(model_dir: Path) -> list[str]:
 
 
 def resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    """The directory of a model: an installed name, or the path of a model directory.
+    """The directory of a model: an installed name, a registry model in the Hugging Face
+    cache (installed from there, see :func:`from_hf_cache`), or a model directory's path.
 
     Raises :class:`ModelError` saying how to install the model when it is neither.
     """
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, str):
-        found = installed(name_or_path)
+        found = installed(name_or_path) or from_hf_cache(name_or_path)
         if found is not None:
+            missing = _missing_layout(found)
+            if missing:
+                raise ModelError(
+                    f"model {text!r} is installed but {' and '.join(missing)} is gone (was"
+                    " the Hugging Face cache cleaned?); install it again with"
+                    f" `magray models pull {text} --force`"
+                )
             return found
     candidate = Path(text).expanduser()
     if candidate.is_dir():
@@ -463,16 +460,20 @@ def model_settings(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def list_models() -> list[dict[str, Any]]:
     """Every registry model and every other installed (imported) model.
 
-    Keys: name, installed, path (None when not installed), dim, approx_size_mb, description,
-    default (the default model), source ("registry" or "import").
+    Keys: name, installed, in_hf_cache (not installed, but every file is in the Hugging Face
+    cache, so the first use installs it with no download), path (None when not installed),
+    dim, approx_size_mb, description, default (the default model), source ("registry" or
+    "import").
     """
     rows: list[dict[str, Any]] = []
+    cache = hf_cache_dir()
     for spec in REGISTRY.values():
         path = installed(spec.name)
         rows.append(
             {
                 "name": spec.name,
                 "installed": path is not None,
+                "in_hf_cache": path is None and _cached_files(spec, cache) is not None,
                 "path": str(path) if path is not None else None,
                 "dim": spec.dim,
                 "approx_size_mb": spec.approx_size_mb,
@@ -495,6 +496,7 @@ def list_models() -> list[dict[str, Any]]:
             {
                 "name": path.name,
                 "installed": True,
+                "in_hf_cache": False,
                 "path": str(path),
                 "dim": settings.get("dim"),
                 "approx_size_mb": round(_manifest_bytes(manifest) / 1e6),
@@ -896,312 +898,278 @@ def _infer_settings(model_dir: Path, name: str) -> dict[str, Any]:
 # -- download -------------------------------------------------------------------------------
 
 
-class _Transient(OSError):
-    """A failure worth retrying: a dropped connection, a server error."""
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache that ``huggingface_hub`` and the tools built on it share.
+
+    ``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, else
+    ``~/.cache/huggingface/hub``: the library's own rules, read at each call so that a
+    changed environment takes effect in a running process.
+    """
+    env = os.environ.get("HF_HUB_CACHE", "").strip()
+    if env:
+        return Path(os.path.expandvars(env)).expanduser()
+    home = os.environ.get("HF_HOME", "").strip()
+    if not home:
+        xdg = os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
+        home = os.path.join(xdg, "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
-class _RedirectRecorder(urllib.request.HTTPRedirectHandler):
-    """Follows redirects like the default handler, keeping the sha256 a hop announces in
-    ``X-Linked-Etag`` (the hub sends it on the redirect to its file storage)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linked_sha256: str | None = None
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        digest = _etag_sha256(headers.get("X-Linked-Etag"))
-        if digest is not None:
-            self.linked_sha256 = digest
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+def hub_url() -> str:
+    """The hub endpoint: ``MAGRAY_HUB_URL``, else ``HF_ENDPOINT`` (a mirror), else
+    ``https://huggingface.co``."""
+    for var in ("MAGRAY_HUB_URL", "HF_ENDPOINT"):
+        env = os.environ.get(var, "").strip().rstrip("/")
+        if env:
+            return env
+    return DEFAULT_HUB
 
 
-def _etag_sha256(value: str | None) -> str | None:
-    """The sha256 in an ETag-like header value, or None if it does not hold one."""
-    if not value:
-        return None
-    text = value.strip()
-    if text[:2] in ("W/", "w/"):
-        text = text[2:].strip()
-    text = text.strip('"').strip().lower()
-    return text if _SHA256.fullmatch(text) else None
+def offline() -> bool:
+    """Is Hugging Face offline mode on (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)?"""
+    return any(
+        os.environ.get(var, "").strip().upper() in _TRUE
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total size) of a Content-Range header; None for what it does not say."""
-    match = _CONTENT_RANGE.match((value or "").strip())
-    if match is None:
-        return None, None
-    first = int(match.group(1)) if match.group(1) is not None else None
-    total = int(match.group(3)) if match.group(3) != "*" else None
-    return first, total
+def _commit_of(pointer: Path, rel: str) -> str:
+    """The commit of a snapshot file: ``.../snapshots/{commit}/{rel}``."""
+    return pointer.parents[rel.count("/")].name
 
 
-def _int_header(value: str | None) -> int | None:
+def _cached_files(spec: ModelSpec, cache_dir: Path) -> dict[str, Path] | None:
+    """Every file of ``spec`` in the Hugging Face cache, or None if any is missing."""
+    if not (cache_dir / f"models--{spec.repo.replace('/', '--')}").is_dir():
+        return None  # not even the repository: skip importing the library
+    from huggingface_hub import try_to_load_from_cache
+
+    found: dict[str, Path] = {}
+    for rel in spec.files:
+        path = try_to_load_from_cache(
+            spec.repo, rel, cache_dir=str(cache_dir), revision=spec.revision
+        )
+        if not isinstance(path, str) or not os.path.isfile(path):
+            return None
+        found[rel] = Path(path)
+    if len({_commit_of(p, rel) for rel, p in found.items()}) != 1:
+        return None  # files of different commits: not one coherent snapshot
+    return found
+
+
+def _hashes(path: Path, *, git: bool) -> tuple[int, str, str | None]:
+    """Size, sha256 and (with ``git``) the git blob id of the file at ``path``."""
+    size = path.stat().st_size
+    sha = hashlib.sha256()
+    blob = hashlib.sha1(b"blob %d\0" % size) if git else None
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha.update(chunk)
+            if blob is not None:
+                blob.update(chunk)
+    return size, sha.hexdigest(), blob.hexdigest() if blob is not None else None
+
+
+def _check_cached(spec: ModelSpec, rel: str, pointer: Path) -> dict[str, Any]:
+    """Hash a file of the Hugging Face cache against what the hub announced; its record.
+
+    The cache names each blob by the hub's ETag: the sha256 of a large (LFS) file, the git
+    blob id of a small one. Both are checked, and a registry pin wins over either. A file that
+    fails is removed from the cache, so that the next download fetches it afresh.
+    """
+    blob = pointer.resolve()
+    pinned = spec.sha256.get(rel)
+    git = pinned is None and _GIT_ID.fullmatch(blob.name) is not None
+    size, digest, git_id = _hashes(pointer, git=git)
+    actual: str | None
+    if pinned is not None:
+        expected, actual, how = pinned, digest, "pinned"
+    elif _SHA256.fullmatch(blob.name):
+        expected, actual, how = blob.name, digest, "server"
+    elif git:
+        expected, actual, how = blob.name, git_id, "server"
+    else:
+        return {"size": size, "sha256": digest, "verified": "recorded"}
+    if actual != expected:
+        for path in (pointer, blob):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        where = "pinned in the registry" if how == "pinned" else "announced by the hub"
+        kind = "git blob id" if git else "sha256"
+        raise ModelDownloadError(
+            f"{rel} of model {spec.name!r} failed its checksum: expected {kind} {expected}"
+            f" ({where}), got {actual}; the file was removed from the Hugging Face cache and"
+            f" nothing was installed, so run `magray models pull {spec.name}` again or use"
+            " another mirror (HF_ENDPOINT)"
+        )
+    return {"size": size, "sha256": digest, "verified": how}
+
+
+def _link(target: Path, dest: Path) -> None:
+    """Point ``dest`` at ``target``; a copy where the file system has no symbolic links."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return int(value) if value is not None else None
-    except ValueError:
+        os.symlink(target, dest)
+    except OSError:
+        shutil.copyfile(target, dest)
+
+
+def _reporter(progress: bool | ProgressCallback, rel: str) -> Any:
+    """The ``tqdm_class`` for one file's download: the library's own bars on a terminal,
+    else a silent bar that forwards the byte counts to ``progress`` when it is callable."""
+    if progress is True and sys.stderr is not None and sys.stderr.isatty():
         return None
+    from huggingface_hub.utils.tqdm import tqdm as hf_tqdm
+
+    callback = progress if callable(progress) else None
+
+    class _Report(hf_tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+            total = kwargs.get("total")
+            self.size: int | None = int(total) if total is not None else None
+            self.count = int(kwargs.get("initial") or 0)
+            if callback is not None:
+                callback(rel, self.count, self.size)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.count += int(n or 0)
+            if callback is not None:
+                callback(rel, self.count, self.size)
+            return None
+
+    return _Report
 
 
-class _Staging:
-    """The staging directory of one download and its record of verified files."""
-
-    def __init__(self, path: Path, spec: ModelSpec) -> None:
-        self.path = path
-        self.spec = spec
-        state = _read_json(path / _STATE) if path.is_dir() else None
-        same = (
-            isinstance(state, dict)
-            and state.get("repo") == spec.repo
-            and state.get("revision") == spec.revision
-        )
-        if path.exists() and not same:
-            shutil.rmtree(path)  # another source, or an unreadable record: start afresh
-        path.mkdir(parents=True, exist_ok=True)
-        self.done: dict[str, dict[str, Any]] = {}
-        self.announced: dict[str, str] = {}
-        if same and isinstance(state, dict):
-            done = state.get("done")
-            announced = state.get("announced")
-            if isinstance(done, dict):
-                self.done = {k: v for k, v in done.items() if isinstance(v, dict)}
-            if isinstance(announced, dict):
-                self.announced = {k: v for k, v in announced.items() if isinstance(v, str)}
-        self.save()
-
-    def save(self) -> None:
-        _write_json(
-            self.path / _STATE,
-            {
-                "repo": self.spec.repo,
-                "revision": self.spec.revision,
-                "done": self.done,
-                "announced": self.announced,
-            },
-        )
-
-
-@dataclass
-class _Job:
-    """One file being downloaded, across its attempts."""
-
-    rel: str
-    url: str
-    part: Path
-    timeout: float
-    report: Callable[[int, int | None], None]
-    announced: str | None = None
-    total: int | None = None
-    attempts_made: int = 0
-
-    def note_sha256(self, digest: str | None) -> None:
-        """Keep the sha256 the server announced; if it changed, the part is stale."""
-        if digest is None:
-            return
-        if self.announced is not None and digest != self.announced:
-            self.announced = digest
-            _truncate(self.part)
-            raise _Transient(f"{self.rel} changed on the server; starting it over")
-        self.announced = digest
-
-
-def _truncate(path: Path) -> None:
-    with open(path, "wb"):
-        pass
-
-
-def _http_failure(exc: urllib.error.HTTPError, job: _Job, model: str) -> Exception:
-    code = exc.code
-    if code >= 500 or code in (408, 429):
-        return _Transient(f"HTTP {code} {exc.reason} from the server")
-    if code == 404:
-        return ModelDownloadError(
-            f"{job.rel} of model {model!r} was not found at {job.url} (HTTP 404);"
-            " the mirror may not have it, or the repository has changed"
-        )
-    if code in (401, 403):
-        return ModelDownloadError(
-            f"access to {job.url} was refused (HTTP {code}); the repository may be gated or"
-            " private: download it yourself and run `magray models import DIR`"
-        )
-    return ModelDownloadError(f"downloading {job.url} failed with HTTP {code} {exc.reason}")
-
-
-def _attempt(job: _Job, model: str) -> None:
-    """One try at completing ``job.part``: resumes it with a Range request if it has bytes."""
-    job.attempts_made += 1
-    offset = job.part.stat().st_size if job.part.exists() else 0
-    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(job.url, headers=headers)
-    recorder = _RedirectRecorder()
-    opener = urllib.request.build_opener(recorder)
-    try:
-        response = opener.open(request, timeout=job.timeout)
-    except urllib.error.HTTPError as exc:
-        with contextlib.closing(exc):
-            if exc.code == 416 and offset:
-                # Nothing after the bytes we hold: the part may already be complete.
-                job.note_sha256(
-                    recorder.linked_sha256
-                    or _etag_sha256(exc.headers.get("X-Linked-Etag"))
-                    or _etag_sha256(exc.headers.get("ETag"))
-                )
-                _first, total = _content_range(exc.headers.get("Content-Range"))
-                if total is None or total == offset:
-                    job.total = offset
-                    job.report(offset, offset)
-                    return
-                _truncate(job.part)
-                raise _Transient(
-                    f"the partial {job.rel} is larger than the file on the server; starting over"
-                ) from None
-            raise _http_failure(exc, job, model) from None
-    except http.client.HTTPException as exc:
-        raise _Transient(f"bad HTTP reply ({type(exc).__name__}: {exc})") from exc
-    with response:
-        hdrs = response.headers
-        job.note_sha256(
-            recorder.linked_sha256
-            or _etag_sha256(hdrs.get("X-Linked-Etag"))
-            or _etag_sha256(hdrs.get("ETag"))
-        )
-        length = _int_header(hdrs.get("Content-Length"))
-        status = response.status if response.status is not None else 200  # file:// mirrors
-        if status == 206 and offset:
-            first, total = _content_range(hdrs.get("Content-Range"))
-            if first != offset:
-                _truncate(job.part)
-                raise _Transient(f"the server resumed {job.rel} at the wrong offset")
-            mode, done = "ab", offset
-            job.total = (
-                total if total is not None else (offset + length if length is not None else None)
-            )
-        elif status == 200:
-            mode, done = "wb", 0  # a fresh file, or a server that ignored the Range request
-            job.total = length
-        else:
-            raise ModelDownloadError(
-                f"unexpected HTTP {status} reply for {job.url}; expected the file's content"
-            )
-        received = 0
-        job.report(done, job.total)
-        with open(job.part, mode) as out:
-            try:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    done += len(chunk)
-                    job.report(done, job.total)
-            except http.client.HTTPException as exc:
-                raise _Transient(f"the transfer broke off ({type(exc).__name__})") from exc
-            finally:
-                out.flush()
-                os.fsync(out.fileno())
-        if length is not None and received < length:
-            raise _Transient(
-                f"the connection closed after {received} of {length} bytes of {job.rel}"
-            )
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    if isinstance(reason, ConnectionRefusedError):
+def _describe(exc: BaseException) -> str:
+    """A short reason for a failed transfer, for one sentence of advice."""
+    name = type(exc).__name__
+    text = str(exc)
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        return "the hub did not answer in time"
+    if "refused" in text.lower():
         return "connection refused"
-    if isinstance(reason, socket.gaierror):
+    if "resolve" in text.lower() or "Name or service not known" in text:
         return "the host name could not be resolved"
-    if isinstance(reason, ConnectionError):
-        return "the connection was dropped"
-    return str(reason) or type(reason).__name__
+    if "ConnectError" in name or "RemoteProtocolError" in name or isinstance(exc, ConnectionError):
+        return "the connection failed or was dropped"
+    return text.splitlines()[0] if text else name
 
 
-class _Progress:
-    """Reports download progress to a callback, a rich progress bar on a terminal, or not."""
+def _download_error(exc: BaseException, spec: ModelSpec, rel: str, hub: str) -> ModelError:
+    """The one-sentence error for a download of ``rel`` that failed with ``exc``."""
+    from huggingface_hub import errors
 
-    def __init__(self, progress: bool | ProgressCallback) -> None:
-        self._callback: ProgressCallback | None = None
-        self._bar: Any = None
-        self._tasks: dict[str, Any] = {}
-        if callable(progress):
-            self._callback = progress
-        elif progress is True and sys.stderr is not None and sys.stderr.isatty():
-            try:
-                from rich.console import Console
-                from rich.progress import (
-                    BarColumn,
-                    DownloadColumn,
-                    Progress,
-                    TextColumn,
-                    TimeRemainingColumn,
-                    TransferSpeedColumn,
-                )
-            except ImportError:  # rich is optional: no bar without it
-                return
+    host = urllib.parse.urlsplit(hub).netloc or hub
+    model = f"model {spec.name!r}"
+    if isinstance(exc, errors.OfflineModeIsEnabled):
+        return ModelDownloadError(
+            f"{model} is not in the Hugging Face cache and offline mode is on; unset"
+            " HF_HUB_OFFLINE to download it, or install a local copy with"
+            " `magray models import DIR`"
+        )
+    if isinstance(exc, errors.GatedRepoError | errors.RepositoryNotFoundError):
+        code = exc.response.status_code if exc.response is not None else "?"
+        return ModelDownloadError(
+            f"{host} refused access to {spec.repo} (HTTP {code}): the repository is gated,"
+            " private or absent; set HF_TOKEN to a token that may read it, or download it"
+            " yourself and run `magray models import DIR`"
+        )
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return ModelDownloadError(
+            f"{host} has no revision {spec.revision!r} of {spec.repo}; the mirror may be out"
+            " of date"
+        )
+    if isinstance(exc, errors.RemoteEntryNotFoundError):
+        return ModelDownloadError(
+            f"{rel} of {model} was not found on {host} (HTTP 404); the mirror may not have"
+            " it, or the repository has changed"
+        )
+    if isinstance(exc, errors.HfHubHTTPError) and exc.response is not None:
+        return ModelDownloadError(
+            f"downloading {rel} of {model} from {host} failed with HTTP"
+            f" {exc.response.status_code}; try again later, or set HF_ENDPOINT to a mirror"
+        )
+    return ModelDownloadError(
+        f"could not download {rel} of {model} from {host} ({_describe(exc)}); {_OFFLINE_HINT}"
+    )
 
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
+
+def _download(
+    spec: ModelSpec,
+    cache_dir: Path,
+    hub: str,
+    progress: bool | ProgressCallback,
+    timeout: float,
+    force: bool,
+) -> dict[str, Path]:
+    """Download the files of ``spec`` into the Hugging Face cache with ``huggingface_hub``."""
+    import httpx2
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    from magray import __version__
+
+    found: dict[str, Path] = {}
+    rel = spec.onnx_file
+    try:
+        # One metadata request without retries first: an unreachable hub fails within
+        # `timeout`, where the library would back off and retry for half a minute.
+        url = hf_hub_url(spec.repo, rel, revision=spec.revision, endpoint=hub)
+        get_hf_file_metadata(
+            url,
+            timeout=timeout,
+            endpoint=hub,
+            library_name="magray",
+            library_version=__version__,
+        )
+        for rel in spec.files:
+            path = hf_hub_download(
+                spec.repo,
+                rel,
+                revision=spec.revision,
+                cache_dir=cache_dir,
+                endpoint=hub,
+                etag_timeout=timeout,
+                force_download=force,
+                tqdm_class=_reporter(progress, rel),
+                library_name="magray",
+                library_version=__version__,
             )
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def __call__(self, rel: str, done: int, total: int | None) -> None:
-        if self._callback is not None:
-            self._callback(rel, done, total)
-        elif self._bar is not None:
-            task = self._tasks.get(rel)
-            if task is None:
-                task = self._tasks[rel] = self._bar.add_task(rel, total=total)
-            self._bar.update(task, completed=done, total=total)
+            found[rel] = Path(path)
+    except (OSError, httpx2.HTTPError) as exc:  # the library's errors are OSErrors
+        raise _download_error(exc, spec, rel, hub) from exc
+    return found
 
 
 def pull(
     name: str,
     *,
     progress: bool | ProgressCallback = True,
-    timeout: float = 20.0,
-    attempts: int = 5,
-    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = 10.0,
     force: bool = False,
 ) -> Path:
-    """Download the registry model ``name`` into :func:`models_dir` and return its directory.
+    """Install the registry model ``name`` from the Hugging Face hub; its directory.
 
-    ``progress``: True shows a progress bar when stderr is a terminal; a callable is called
-    as ``progress(file, done_bytes, total_bytes)``; False shows nothing. ``timeout`` bounds
-    every connect and every read, in seconds; each file gets ``attempts`` tries, with
-    exponential backoff between them (``sleep`` waits). An installed model whose manifest
-    matches the registry entry is returned as it is unless ``force``.
+    Files come through the Hugging Face cache (:func:`hf_cache_dir`) that
+    ``huggingface_hub``, transformers and sentence-transformers share: a model already there
+    is used without touching the network, and a download lands there for the other tools.
+    ``huggingface_hub`` resumes a transfer that breaks off with ``Range`` requests within
+    this call (a partial file does not survive the process). Every file is then checked
+    against the registry's pinned sha256, else the sha256 or git blob id the hub announced,
+    and the install in :func:`models_dir` is a directory of links into the cache with a
+    manifest, made atomically.
 
-    Raises :class:`ModelDownloadError` when the server cannot be reached, a file is refused,
-    or a file fails its sha256 check (nothing is installed then), and :class:`ModelError`
-    for an unknown name.
+    ``progress``: True shows the library's progress bars when stderr is a terminal; a
+    callable is called as ``progress(file, done_bytes, total_bytes)``; False shows nothing.
+    ``timeout`` bounds each metadata request, in seconds (``HF_HUB_DOWNLOAD_TIMEOUT`` bounds
+    each read of a transfer). ``HF_ENDPOINT`` picks a mirror, ``HF_TOKEN`` authenticates and
+    ``HF_HUB_OFFLINE=1`` forbids the network. An installed model whose manifest matches the
+    registry entry is returned as it is unless ``force``, which downloads every file again.
+
+    Raises :class:`ModelDownloadError` when the hub cannot be reached, refuses a file, or a
+    file fails its check (nothing is installed then), and :class:`ModelError` for an unknown
+    name.
     """
     spec = get_spec(name)
     if not timeout > 0:
@@ -1212,19 +1180,41 @@ def pull(
             return current
     root = models_dir()
     root.mkdir(parents=True, exist_ok=True)
+    cache_dir = hf_cache_dir()
     hub = hub_url()
+    with _name_lock(root, spec.name):
+        found = None if force else _cached_files(spec, cache_dir)
+        if found is None:
+            if offline():
+                raise ModelDownloadError(
+                    f"model {spec.name!r} is not in the Hugging Face cache {cache_dir} and"
+                    " offline mode is on; unset HF_HUB_OFFLINE to download it, or install a"
+                    " local copy with `magray models import DIR`"
+                )
+            found = _download(spec, cache_dir, hub, progress, timeout, force)
+        return _install_links(spec, found, root, hub, cache_dir, progress)
+
+
+def _install_links(
+    spec: ModelSpec,
+    found: dict[str, Path],
+    root: Path,
+    hub: str,
+    cache_dir: Path,
+    progress: bool | ProgressCallback,
+) -> Path:
+    """Check the cached files of ``spec`` and install links to them as ``root/NAME``."""
+    records: dict[str, dict[str, Any]] = {}
+    for rel, pointer in found.items():
+        records[rel] = _check_cached(spec, rel, pointer)
+        if callable(progress):
+            progress(rel, records[rel]["size"], records[rel]["size"])
     final = root / spec.name
-    with _name_lock(root, spec.name), _Progress(progress) as report:
-        staging = _Staging(root / f".{spec.name}.download", spec)
-        try:
-            records = {
-                rel: _pull_file(spec, rel, staging, hub, report, timeout, attempts, sleep)
-                for rel in spec.files
-            }
-        except BaseException:
-            if staging.path.is_dir() and not _worth_keeping(staging.path):
-                shutil.rmtree(staging.path, ignore_errors=True)
-            raise
+    staging = root / f".{spec.name}.link-{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir()
+        for rel, pointer in found.items():
+            _link(pointer, staging / rel)
         manifest = _manifest(
             name=spec.name,
             repo=spec.repo,
@@ -1234,20 +1224,41 @@ def pull(
             files=records,
             settings=spec.settings(),
         )
-        manifest["hub"] = hub
-        (staging.path / _STATE).unlink()
-        _write_json(staging.path / MANIFEST, manifest)
-        _install(staging.path, final)
+        manifest.update(
+            hub=hub,
+            hf_cache=str(cache_dir),
+            commit=_commit_of(found[spec.onnx_file], spec.onnx_file),
+        )
+        _write_json(staging / MANIFEST, manifest)
+        _install(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return final
 
 
-def _worth_keeping(staging: Path) -> bool:
-    """Does a stopped download hold any bytes that the next pull could reuse?"""
-    for dirpath, _dirs, files in os.walk(staging):
-        for fname in files:
-            if fname != _STATE and (Path(dirpath) / fname).stat().st_size > 0:
-                return True
-    return False
+def from_hf_cache(name: str) -> Path | None:
+    """Install the registry model ``name`` from the Hugging Face cache if every file is there.
+
+    No network: returns None when the model is not a registry model or any file is missing.
+    The files are checked as :func:`pull` checks them.
+    """
+    spec = REGISTRY.get(name)
+    if spec is None:
+        return None
+    cache_dir = hf_cache_dir()
+    found = _cached_files(spec, cache_dir)
+    if found is None:
+        return None
+    root = models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with _name_lock(root, spec.name):
+        current = installed(spec.name)
+        if current is not None and _matches(current, spec):
+            return current
+        path = _install_links(spec, found, root, hub_url(), cache_dir, False)
+    _log.info("using model %s from the Hugging Face cache %s", name, cache_dir)
+    return path
 
 
 def _matches(model_dir: Path, spec: ModelSpec) -> bool:
@@ -1267,99 +1278,3 @@ def _matches(model_dir: Path, spec: ModelSpec) -> bool:
         if pinned is not None and record.get("sha256") != pinned:
             return False
     return True
-
-
-def _pull_file(
-    spec: ModelSpec,
-    rel: str,
-    staging: _Staging,
-    hub: str,
-    report: _Progress,
-    timeout: float,
-    attempts: int,
-    sleep: Callable[[float], None],
-) -> dict[str, Any]:
-    """Download one file into the staging directory, verify it, and return its record."""
-    dest = staging.path / rel
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    pinned = spec.sha256.get(rel)
-
-    # Verified by an earlier, interrupted pull: keep it if it is intact.
-    record = staging.done.get(rel)
-    if record is not None and dest.is_file() and dest.stat().st_size == record.get("size"):
-        digest = _sha256_file(dest)
-        if digest == record.get("sha256") and pinned in (None, digest):
-            report(rel, record["size"], record["size"])
-            return record
-    dest.unlink(missing_ok=True)
-    if staging.done.pop(rel, None) is not None:
-        staging.save()
-
-    url = file_url(spec, rel, hub)
-    job = _Job(
-        rel=rel,
-        url=url,
-        part=part,
-        timeout=timeout,
-        report=lambda done, total: report(rel, done, total),
-        announced=staging.announced.get(rel),
-    )
-
-    def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
-        _log.info(
-            "downloading %s of %s failed (%s); retry %d of %d in %.1f s",
-            rel,
-            spec.name,
-            _describe(exc, timeout),
-            attempt,
-            attempts - 1,
-            delay,
-        )
-
-    try:
-        retry(
-            lambda: _attempt(job, spec.name),
-            attempts=attempts,
-            retry_on=(OSError,),
-            give_up_on=(ModelError,),
-            sleep=sleep,
-            on_retry=on_retry,
-        )
-    except OSError as exc:
-        host = urllib.parse.urlsplit(url).netloc or hub
-        raise ModelDownloadError(
-            f"could not download {rel} of model {spec.name!r} from {host} after"
-            f" {job.attempts_made} attempt{'s' if job.attempts_made != 1 else ''}"
-            f" ({_describe(exc, timeout)}); {_OFFLINE_HINT}"
-        ) from exc
-    finally:
-        if job.announced is not None and staging.announced.get(rel) != job.announced:
-            staging.announced[rel] = job.announced
-            with contextlib.suppress(OSError):
-                staging.save()
-
-    actual = _sha256_file(part)
-    expected = pinned if pinned is not None else job.announced
-    if expected is not None and actual != expected:
-        part.unlink(missing_ok=True)
-        shutil.rmtree(staging.path, ignore_errors=True)
-        where = "pinned in the registry" if pinned is not None else "announced by the server"
-        raise ModelDownloadError(
-            f"{rel} of model {spec.name!r} failed its checksum: expected sha256 {expected}"
-            f" ({where}), got {actual}; the download was discarded and nothing was installed,"
-            f" so run `magray models pull {spec.name}` again or use another mirror"
-        )
-    os.replace(part, dest)
-    size = dest.stat().st_size
-    record = {
-        "size": size,
-        "sha256": actual,
-        "verified": "pinned"
-        if pinned is not None
-        else ("server" if expected is not None else "recorded"),
-    }
-    staging.done[rel] = record
-    staging.save()
-    report(rel, size, size)
-    return record

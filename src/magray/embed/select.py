@@ -2,9 +2,9 @@
 an Embedder instance (``magray.open(embedder=...)``, ``MAGRAY_EMBEDDER``, or the config
 key ``embedder``).
 
-``auto`` means: the configured model if it is installed; otherwise download the default
-model; if that is impossible, the offline HashEmbedder, with one warning line saying how
-to get semantic search.
+``auto`` means: the configured model if it is installed or in the Hugging Face cache;
+otherwise download the default model; if that is impossible, the offline HashEmbedder,
+with one warning line saying how to get semantic search.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def load_embedder(
     from magray.embed import models
 
     if text in models.REGISTRY:
-        found = models.installed(text)
+        found = models.installed(text) or models.from_hf_cache(text)
         if found is None:
             raise InvalidInputError(
                 f"model {text} is not installed; run `magray models pull {text}` "
@@ -101,11 +101,24 @@ def load_embedder(
     )
 
 
+def _registry_model(name: str) -> Path | None:
+    """The installed registry model ``name``, or the copy in the Hugging Face cache."""
+    from magray.embed import models
+
+    if name not in models.REGISTRY:
+        return None
+    try:
+        return models.installed(name) or models.from_hf_cache(name)
+    except MagrayError as exc:  # a damaged cached file, or another process installing it
+        log.warning("model %s in the Hugging Face cache is not usable: %s", name, exc)
+        return None
+
+
 def _auto(configured: str | None, download: bool, opts: dict[str, Any]) -> Embedder:
     from magray.embed import models
 
     name = configured or models.DEFAULT_MODEL
-    path = models.installed(name) if name in models.REGISTRY else None
+    path = _registry_model(name)
     if path is None and configured and Path(configured).expanduser().is_dir():
         path = Path(configured).expanduser()
     if path is not None:
@@ -128,7 +141,7 @@ def _auto(configured: str | None, download: bool, opts: dict[str, Any]) -> Embed
             f"{RETRY_AFTER_S // 60} minutes ago)"
         )
     try:
-        path = models.pull(name, progress=True, attempts=2, timeout=10.0)
+        path = models.pull(name, progress=True, timeout=10.0)
     except MagrayError as exc:
         log.debug("auto download failed: %s", exc)
         try:
