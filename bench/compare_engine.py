@@ -12,6 +12,7 @@ on the same data, in the same run. Prints medians and ratios; run from a checkou
 the package and the bench extra installed:
 
     python bench/compare_engine.py [--n 100000] [--chroma-python PATH | --skip-chroma]
+    python bench/compare_engine.py --only promote
 """
 
 from __future__ import annotations
@@ -312,6 +313,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--chroma-python", default=None, help="python of a venv with chromadb")
     ap.add_argument("--skip-chroma", action="store_true")
+    ap.add_argument("--only", choices=["promote"], help="measure one bar alone (its peer runs too)")
     args = ap.parse_args()
 
     import numpy as np
@@ -326,6 +328,12 @@ def main() -> None:
     truth, _ = kernels.topk(queries, data, k, metric="dot")
     work = Path(tempfile.mkdtemp(prefix="magray-bench-"))
     print(f"n={n} dim={dim} k={k} queries={len(queries)}; magray {magray.__version__}; dir {work}")
+    if args.only == "promote":
+        try:
+            promote_10k(work, data, texts)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         # --- ingest, then search while the graph builds -----------------------------------
         path1 = work / "one"

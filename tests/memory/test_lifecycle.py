@@ -124,3 +124,47 @@ def test_promotion_moves_no_vector_and_rebuilds_no_index(
         hits = m.search(vector=vecs[7], k=1, layers=["insights"])
         assert hits[0].id == ids[7] and hits[0].layer.value == "insights"
         assert m.search(vector=vecs[7], k=1, layers=["interact"]) == []
+
+
+@pytest.mark.parametrize("summaries", ["current", "absent"])
+def test_planning_reads_only_the_records_that_qualify(
+    store_path: Path, clock: FakeClock, summaries: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Promotion and expiry plan from the summary beside each layer_time key and read only
+    # the records it selects; a store written before summaries existed (empty values)
+    # gets the same answers by reading every record.
+    from magray.memory.codec import StoredRecord
+
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        ids = [m.add(f"note number {i}", importance=0.9 if i % 10 == 0 else 0.1) for i in range(60)]
+        for _ in range(3):
+            assert m.search("note number 1", k=1)[0].id == ids[1]
+        old = m.add("an old insight", layer="insights")
+        if summaries == "absent":  # blank every summary, as an older version wrote them
+            m._flush_access()
+            b = m.store.batch()
+            for key, _ in m.store.scan("layer_time", b""):
+                b.put(bytes(key), b"", m.store.handle["layer_time"])
+            m.store.write(b)
+
+    decoded: list[bytes] = []
+    original = StoredRecord.decode
+
+    def counting(rid: bytes, raw: bytes) -> StoredRecord:
+        decoded.append(rid)
+        return original(rid, raw)
+
+    want = {ids[i] for i in range(0, 60, 10)} | {ids[1]}
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        monkeypatch.setattr(StoredRecord, "decode", staticmethod(counting))
+        report = m.promote(dry_run=True)
+        read = len(decoded)
+        monkeypatch.undo()
+        assert {mv.id for mv in report.moved} == want
+        if summaries == "current":
+            assert read == len(want)  # the 7 that qualify, not all 61
+        else:
+            assert read == 61
+        clock.advance(100 * DAY)
+        expired = m.expire(dry_run=True)
+        assert {mv.id for mv in expired.expired} == (set(ids) - want) | {old}

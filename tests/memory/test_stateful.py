@@ -297,6 +297,39 @@ class Engine(RuleBasedStateMachine):
             assert self.mem.get(rid) is None
 
     @invariant()
+    def the_layer_time_summaries_match_their_records(self) -> None:
+        # Lifecycle planning trusts the summary beside each layer_time key: every write of
+        # a record (add, update, move, access flush) must rewrite it.
+        from magray.memory.codec import StoredRecord, lifecycle_summary, read_summaries
+
+        self.mem._flush_access()
+        store = self.mem.store
+        entries = [(bytes(k), bytes(v)) for k, v in store.scan("layer_time", b"")]
+        seen = set()
+        for key, value in entries:
+            rid = key[9:]
+            raw = store.get("records", rid)
+            assert raw is not None, rid
+            rec = StoredRecord.decode(rid, raw)
+            assert key[0] == rec.layer.code and value == lifecycle_summary(rec)
+            seen.add(rid)
+        if entries:
+            columns = read_summaries([k for k, _ in entries], [v for _, v in entries])
+            assert columns.known.all()
+            for i, (key, _) in enumerate(entries):
+                rec = StoredRecord.decode(key[9:], store.get("records", key[9:]) or b"")
+                assert (columns.importance[i], columns.access_count[i]) == (
+                    rec.importance,
+                    rec.access_count,
+                )
+                assert (columns.last_access[i], columns.layer_since[i]) == (
+                    rec.last_access,
+                    rec.layer_since,
+                )
+                assert 0 <= rec.created_at - columns.created_at[i] < 0.001
+        assert len(seen) == len(self.model)
+
+    @invariant()
     def every_live_record_is_found_by_its_own_vector(self) -> None:
         for rid in self.model:
             hits = self.mem.search(vector=self.vectors[rid], k=3)

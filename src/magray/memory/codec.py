@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -149,6 +152,54 @@ class StoredRecord:
 
 def layer_time_key(layer: Layer, created_at: float, raw_id: bytes) -> bytes:
     return bytes((layer.code,)) + u64(int(created_at * 1000)) + raw_id
+
+
+_SUMMARY = struct.Struct("<dQdd")  # importance, access_count, last_access, layer_since
+_SUMMARY_DTYPE = np.dtype(
+    [("importance", "<f8"), ("access_count", "<u8"), ("last_access", "<f8"), ("layer_since", "<f8")]
+)
+_NO_SUMMARY = bytes(_SUMMARY.size)
+
+
+def lifecycle_summary(rec: StoredRecord) -> bytes:
+    """The value of rec's ``layer_time`` key (32 bytes): what the lifecycle rules read,
+    written with every write of rec so that planning scans keys instead of records."""
+    return _SUMMARY.pack(rec.importance, rec.access_count, rec.last_access, rec.layer_since)
+
+
+@dataclass(frozen=True, slots=True)
+class Summaries:
+    """The summaries of a run of ``layer_time`` entries, as columns (1-D arrays of one
+    length): importance float64, access_count uint64, last_access and layer_since float64
+    seconds, created_at float64 seconds from the key (whole milliseconds, never later than
+    the record's). ``known`` (bool) is False for an entry of a store written before
+    summaries existed (an empty value): its other columns are zeros and its record must be
+    read."""
+
+    importance: np.ndarray
+    access_count: np.ndarray
+    last_access: np.ndarray
+    layer_since: np.ndarray
+    created_at: np.ndarray
+    known: np.ndarray
+
+
+def read_summaries(keys: Sequence[bytes], values: Sequence[bytes]) -> Summaries:
+    """Decode ``layer_time`` keys and their values in one pass (no per-entry objects)."""
+    size = _SUMMARY.size
+    known = np.fromiter((len(v) == size for v in values), dtype=bool, count=len(values))
+    rows = np.frombuffer(
+        b"".join(v if len(v) == size else _NO_SUMMARY for v in values), dtype=_SUMMARY_DTYPE
+    )
+    created = np.frombuffer(b"".join(k[1:9] for k in keys), dtype=">u8") / 1000.0
+    return Summaries(
+        rows["importance"],
+        rows["access_count"],
+        rows["last_access"],
+        rows["layer_since"],
+        created,
+        known,
+    )
 
 
 def label_key(layer: Layer, label: int) -> bytes:

@@ -53,8 +53,11 @@ from magray.memory.codec import (
     OP_DEL,
     OP_META,
     StoredRecord,
+    Summaries,
     label_key,
     layer_time_key,
+    lifecycle_summary,
+    read_summaries,
     text_key,
     vector_bytes,
     vectors_from,
@@ -903,13 +906,8 @@ class Memory:
                         rec = StoredRecord.create(
                             rid, text, f, created=now, fingerprint=fingerprint, label=label
                         )
-                    b.put(rid, rec.encode(), self.store.handle["records"])
+                    self._put_record(b, rec)
                     b.put(rid, vector_bytes(vecs[i]), self.store.handle["vectors"])
-                    b.put(
-                        layer_time_key(rec.layer, rec.created_at, rid),
-                        b"",
-                        self.store.handle["layer_time"],
-                    )
                     b.put(label_key(rec.layer, label), rid, self.store.handle["labels"])
                     holders.add(text_keys[i], rid)
                     self._put_op(b, seq, op_i, [OP_ADD, rec.layer.code, label, rid])
@@ -1246,7 +1244,7 @@ class Memory:
                         continue
                     rec = StoredRecord.decode(rid, raw)
                     pending[rid].apply(rec)
-                    b.put(rid, rec.encode(), self.store.handle["records"])
+                    self._put_record(b, rec)
                 self.store.write(b, durable=False)
             except BaseException:
                 with self._access_lock:  # not written: keep them for the next flush
@@ -1255,6 +1253,16 @@ class Memory:
                 raise
 
     # -- changing ----------------------------------------------------------------------------
+
+    def _put_record(self, b: Any, rec: StoredRecord) -> None:
+        """Batch a write of rec and of its layer_time entry, whose value summarises what
+        the lifecycle rules read: every write of a record goes through here."""
+        b.put(rec.raw_id, rec.encode(), self.store.handle["records"])
+        b.put(
+            layer_time_key(rec.layer, rec.created_at, rec.raw_id),
+            lifecycle_summary(rec),
+            self.store.handle["layer_time"],
+        )
 
     def _load(self, rid: bytes) -> StoredRecord:
         raw = self.store.get("records", rid)
@@ -1370,7 +1378,7 @@ class Memory:
             else:  # a move or new fields: only the columns change
                 ops = [[OP_META, rec.layer.code, rec.label, rid]]
             holders.write(b)
-            b.put(rid, rec.encode(), self.store.handle["records"])
+            self._put_record(b, rec)
             for i, op in enumerate(ops):
                 self._put_op(b, seq, i, op)
         idx = self._index
@@ -1385,15 +1393,24 @@ class Memory:
         return self._to_record(rec)
 
     def _move_keys(
-        self, b: Any, holders: TextHolders, rec: StoredRecord, to: Layer, now: float, reason: str
+        self,
+        b: Any,
+        holders: TextHolders,
+        rec: StoredRecord,
+        to: Layer,
+        now: float,
+        reason: str,
+        digest: bytes | None = None,
     ) -> None:
         """Batch the key changes of moving rec to another layer. Its label stays (the
         index changes a column, not a vector); its text's holder entry moves with it
-        (holders is written into b by the caller)."""
+        (holders is written into b by the caller), and the caller writes the record with
+        _put_record, which puts its new layer_time entry."""
         from magray.kernels import hash128
 
         rid = rec.raw_id
-        digest = hash128(rec.text)
+        if digest is None:
+            digest = hash128(rec.text)
         b.delete(layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"])
         b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
         holders.remove(text_key(rec.layer, digest), rid)
@@ -1404,7 +1421,6 @@ class Memory:
         )
         rec.layer = to
         rec.layer_since = now
-        b.put(layer_time_key(to, rec.created_at, rid), b"", self.store.handle["layer_time"])
         b.put(label_key(to, rec.label), rid, self.store.handle["labels"])
         holders.add(text_key(to, digest), rid)
 
@@ -1469,19 +1485,31 @@ class Memory:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _records_of(self, layer: Layer) -> Iterable[StoredRecord]:
+    def _records_of(
+        self, layer: Layer, keep: Callable[[Summaries], np.ndarray] | None = None
+    ) -> Iterable[StoredRecord]:
+        """The records of layer, oldest first; with keep, only those whose layer_time
+        summary keep accepts (keep maps Summaries columns to a boolean mask). A record of
+        an older store, without a summary, is read anyway."""
         keys: list[bytes] = []
+        values: list[bytes] = []
 
         def chunk() -> Iterable[StoredRecord]:
-            for rid, raw in zip(keys, self.store.multi_get("records", keys)):
+            rids = [key[9:] for key in keys]
+            if keep is not None and keys:
+                summaries = read_summaries(keys, values)
+                wanted = np.asarray(keep(summaries)) | ~summaries.known
+                rids = [rid for rid, w in zip(rids, wanted.tolist()) if w]
+            for rid, raw in zip(rids, self.store.multi_get("records", rids)):
                 if raw is not None:
                     yield StoredRecord.decode(rid, raw)
 
-        for key, _ in self.store.scan("layer_time", bytes((layer.code,))):
-            keys.append(bytes(key[9:]))
-            if len(keys) >= 2048:
+        for key, value in self.store.scan("layer_time", bytes((layer.code,))):
+            keys.append(key)
+            values.append(value)
+            if len(keys) >= 4096:
                 yield from chunk()
-                keys = []
+                keys, values = [], []
         yield from chunk()
 
     def promote(self, now: float | None = None, *, dry_run: bool = False) -> LifecycleReport:
@@ -1535,14 +1563,21 @@ class Memory:
     def _apply_moves(self, planned: list[tuple[StoredRecord, Layer, str]], now: float) -> None:
         """Move records between layers, 1000 to a batch. A move re-keys the record and
         changes the index's layer column: no vector is read, copied or re-indexed."""
+        from magray.kernels import hash128_many
+
         idx = self._index
         for i in range(0, len(planned), 1000):
             part = planned[i : i + 1000]
+            digests = [bytes(d) for d in hash128_many(tuple(rec.text for rec, _, _ in part))]
             with self._writing() as (b, seq):
                 holders = TextHolders(self.store)
+                holders.load(
+                    [text_key(rec.layer, d) for (rec, _, _), d in zip(part, digests)]
+                    + [text_key(to, d) for (_, to, _), d in zip(part, digests)]
+                )
                 for j, (rec, to, reason) in enumerate(part):
-                    self._move_keys(b, holders, rec, to, now, reason)
-                    b.put(rec.raw_id, rec.encode(), self.store.handle["records"])
+                    self._move_keys(b, holders, rec, to, now, reason, digests[j])
+                    self._put_record(b, rec)
                     self._put_op(b, seq, j, [OP_META, rec.layer.code, rec.label, rec.raw_id])
                 holders.write(b)
             # The store has moved; now the index (a crash here is repaired on open).

@@ -17,31 +17,53 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
 
 from magray.config import MemoryConfig
-from magray.memory.codec import StoredRecord
+from magray.memory.codec import StoredRecord, Summaries
 from magray.memory.record import Layer
 
-RecordsOf = Callable[[Layer], Iterable[StoredRecord]]  # the records of one layer
+# The records of one layer whose summary the mask function accepts (the engine reads only
+# those records); the rules are then applied to the records themselves.
+RecordsOf = Callable[[Layer, Callable[[Summaries], np.ndarray]], Iterable[StoredRecord]]
+
+# Each rule is one expression over the fields it reads, so the same definition runs on a
+# record (Python scalars: a bool) and on Summaries columns (arrays: a boolean mask).
+
+
+def _insights_due(c: MemoryConfig, r: Any) -> Any:
+    return (r.access_count >= c.promote_access_count) | (r.importance >= c.promote_importance)
+
+
+def _assets_due(c: MemoryConfig, r: Any, now: float) -> Any:
+    return (r.importance >= c.assets_importance) | (
+        (r.access_count >= c.assets_access_count) & (now - r.created_at >= c.assets_min_age)
+    )
+
+
+def _stale(r: Any, now: float, limit: float) -> Any:
+    return now - np.maximum(r.layer_since, r.last_access) > limit
 
 
 def _to_assets(c: MemoryConfig, rec: StoredRecord, now: float) -> str | None:
+    if not _assets_due(c, rec, now):
+        return None
     if rec.importance >= c.assets_importance:
         return f"importance {rec.importance:g} >= {c.assets_importance:g}"
-    if rec.access_count >= c.assets_access_count and now - rec.created_at >= c.assets_min_age:
-        return (
-            f"used {rec.access_count} times (>= {c.assets_access_count}) and "
-            f"{(now - rec.created_at) / 86400:.1f} days old"
-        )
-    return None
+    return (
+        f"used {rec.access_count} times (>= {c.assets_access_count}) and "
+        f"{(now - rec.created_at) / 86400:.1f} days old"
+    )
 
 
 def _to_insights(c: MemoryConfig, rec: StoredRecord) -> str | None:
+    if not _insights_due(c, rec):
+        return None
     if rec.access_count >= c.promote_access_count:
         return f"used {rec.access_count} times (>= {c.promote_access_count})"
-    if rec.importance >= c.promote_importance:
-        return f"importance {rec.importance:g} >= {c.promote_importance:g}"
-    return None
+    return f"importance {rec.importance:g} >= {c.promote_importance:g}"
 
 
 def ttl(config: MemoryConfig, layer: Layer) -> float:
@@ -58,7 +80,7 @@ def promotions(
 ) -> list[tuple[StoredRecord, Layer, str]]:
     """(record, target layer, reason) for every record that should move up."""
     planned = []
-    for rec in records_of(Layer.INTERACT):
+    for rec in records_of(Layer.INTERACT, lambda s: _insights_due(config, s)):
         why = _to_insights(config, rec)
         if why is None:
             continue
@@ -67,7 +89,7 @@ def promotions(
             planned.append((rec, Layer.ASSETS, f"{why}; then {further}"))
         else:
             planned.append((rec, Layer.INSIGHTS, why))
-    for rec in records_of(Layer.INSIGHTS):
+    for rec in records_of(Layer.INSIGHTS, lambda s: _assets_due(config, s, now)):
         why = _to_assets(config, rec, now)
         if why is not None:
             planned.append((rec, Layer.ASSETS, why))
@@ -81,7 +103,7 @@ def expirations(
     out = []
     for layer in (Layer.INTERACT, Layer.INSIGHTS):
         limit = ttl(config, layer)
-        for rec in records_of(layer):
-            if now - max(rec.layer_since, rec.last_access) > limit:
+        for rec in records_of(layer, lambda s, limit=limit: _stale(s, now, limit)):  # type: ignore[misc]
+            if _stale(rec, now, limit):
                 out.append((rec, f"unused for more than {limit / 86400:g} days"))
     return out

@@ -4,7 +4,8 @@ Column families (all keys and values are bytes):
 
     records    id(16)                          -> record (msgpack, format byte first)
     vectors    id(16)                          -> float32 vector, raw
-    layer_time layer(1) created_ms(8) id(16)   -> b""      records of a layer, oldest first
+    layer_time layer(1) created_ms(8) id(16)   -> summary  records of a layer, oldest first;
+                                                         the value: codec.lifecycle_summary
     labels     layer(1) label(8)               -> id(16)   hnswlib label -> record
     texthash   layer(1) hash128(text)(16)      -> id(16)   exact-duplicate lookup
     oplog      seq(8) index(4)                 -> [op, layer, label]  index changes to replay
@@ -232,8 +233,8 @@ class Store:
         view = self.cf.get(cf)
         if view is None:
             return
-        it = view.iter(opts)
         if reverse:
+            it = view.iter(opts)
             # Backward iteration does not honour the lower bound here: check the prefix.
             it.seek_to_last()
             while it.valid():
@@ -243,10 +244,8 @@ class Store:
                 yield key, it.value()
                 it.prev()
             return
-        it.seek(start if start is not None else prefix)
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
+        # Forward: the library's own item iterator, a third faster than stepping one here.
+        yield from view.items(from_key=start if start is not None else prefix, read_opt=opts)
 
     def meta(self, name: str) -> Any:
         raw = self.get("meta", name.encode())
