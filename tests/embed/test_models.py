@@ -419,15 +419,18 @@ def test_a_pinned_checksum_wins(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> No
     data = repo_files(dim=8)["tokenizer.json"]
     wrong = ModelSpec(**{**_spec_fields(TINY), "sha256": {"tokenizer.json": "0" * 64}})
     monkeypatch.setitem(REGISTRY, TINY.name, wrong)
-    with pytest.raises(ModelDownloadError, match="0{64}.*pinned"):
+    with pytest.raises(ModelDownloadError, match="registry pins 0{64}.*changed upstream"):
         pull(TINY.name, progress=False)
     assert installed(TINY.name) is None
+    # The file matched the hub: it stays in the cache other tools share.
+    assert hub.content_requests("tokenizer.json") == [(None, 200)]
 
     right = ModelSpec(**{**_spec_fields(TINY), "sha256": {"tokenizer.json": sha256(data)}})
     monkeypatch.setitem(REGISTRY, TINY.name, right)
     path = pull(TINY.name, progress=False)
     entry = json.loads((path / MANIFEST).read_text())["files"]["tokenizer.json"]
     assert entry["verified"] == "pinned" and entry["sha256"] == sha256(data)
+    assert hub.content_requests("tokenizer.json") == [(None, 200)]  # not downloaded again
 
 
 def test_hub_refusals_are_one_clear_sentence(

@@ -971,37 +971,40 @@ def _hashes(path: Path, *, git: bool) -> tuple[int, str, str | None]:
 
 
 def _check_cached(spec: ModelSpec, rel: str, pointer: Path) -> dict[str, Any]:
-    """Hash a file of the Hugging Face cache against what the hub announced; its record.
+    """Hash a file of the Hugging Face cache; its manifest record.
 
-    The cache names each blob by the hub's ETag: the sha256 of a large (LFS) file, the git
-    blob id of a small one. Both are checked, and a registry pin wins over either. A file that
-    fails is removed from the cache, so that the next download fetches it afresh.
+    The cache names each blob by the id the hub announced: the sha256 of a large (LFS)
+    file, the git blob id of a small one. A blob whose content does not match its own name
+    is damaged: it is removed from the cache, so that the next download fetches it afresh.
+    A registry pin is checked as well; a file that matches the hub but not the pin (the
+    repository changed upstream) stays in the cache, which other tools share, and is not
+    installed.
     """
     blob = pointer.resolve()
     pinned = spec.sha256.get(rel)
-    git = pinned is None and _GIT_ID.fullmatch(blob.name) is not None
+    git = _GIT_ID.fullmatch(blob.name) is not None
     size, digest, git_id = _hashes(pointer, git=git)
-    actual: str | None
-    if pinned is not None:
-        expected, actual, how = pinned, digest, "pinned"
-    elif _SHA256.fullmatch(blob.name):
-        expected, actual, how = blob.name, digest, "server"
-    elif git:
-        expected, actual, how = blob.name, git_id, "server"
-    else:
-        return {"size": size, "sha256": digest, "verified": "recorded"}
-    if actual != expected:
+    announced = _SHA256.fullmatch(blob.name) is not None or git
+    actual = git_id if git else digest
+    if announced and actual != blob.name:
         for path in (pointer, blob):
             with contextlib.suppress(OSError):
                 path.unlink()
-        where = "pinned in the registry" if how == "pinned" else "announced by the hub"
         kind = "git blob id" if git else "sha256"
         raise ModelDownloadError(
-            f"{rel} of model {spec.name!r} failed its checksum: expected {kind} {expected}"
-            f" ({where}), got {actual}; the file was removed from the Hugging Face cache and"
-            f" nothing was installed, so run `magray models pull {spec.name}` again or use"
-            " another mirror (HF_ENDPOINT)"
+            f"{rel} of model {spec.name!r} failed its checksum: expected {kind} {blob.name}"
+            f" (announced by the hub), got {actual}; the file was removed from the Hugging"
+            f" Face cache and nothing was installed, so run `magray models pull {spec.name}`"
+            " again or use another mirror (HF_ENDPOINT)"
         )
+    if pinned is not None and digest != pinned:
+        raise ModelDownloadError(
+            f"{rel} of model {spec.name!r} has sha256 {digest} where the registry pins"
+            f" {pinned}: the repository {spec.repo} changed upstream; nothing was installed"
+            " (the Hugging Face cache keeps the file), so use a magray release that pins the"
+            " new file, or install a copy you trust with `magray models import DIR`"
+        )
+    how = "pinned" if pinned is not None else ("server" if announced else "recorded")
     return {"size": size, "sha256": digest, "verified": how}
 
 
