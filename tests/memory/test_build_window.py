@@ -114,3 +114,87 @@ def test_a_build_takes_in_rows_added_while_it_runs(paused_build: Any) -> None:
     assert idx.state == "graph" and idx.graph.get_current_count() == N + 500
     for i in (N, N + 499, 0):
         assert idx.search(vecs[i], 1, None)[0][0] == i
+
+
+def test_a_build_releases_the_rows_it_has_passed(
+    paused_build: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The matrix rows the new graph holds are handed back to the OS as the build goes;
+    # searches, selective filters, rows replaced before or after their release and the
+    # final catch-up all still see every current vector.
+    paused, go_on = paused_build
+    monkeypatch.setattr(VectorIndex, "_RELEASE_ROWS", 300)
+    idx = VectorIndex(DIM, MemoryConfig(exact_threshold=100), Interner())
+    vecs = unit_vectors(N, DIM, seed=6, clusters=20)
+    idx.add([_row(i, "rare" if i % 50 == 0 else "a") for i in range(N)], vecs)
+    vectors = {i: vecs[i] for i in range(N)}
+    idx.start_rebuild()
+    assert paused.wait(30)
+    assert idx._released == 600  # after chunks 1 and 2; chunk 3's release comes next
+    # What a released row holds is undefined (zeros on Linux where the pages were whole):
+    # fill those rows with values that would win every search if anything read them.
+    rows = np.arange(600)
+    idx.matrix[rows[idx.graph_version[:600] == idx.version[:600]]] = 7.0
+
+    # Replace a row already released (5) and one the graph holds but not yet released (650).
+    fresh = unit_vectors(2, DIM, seed=98)
+    idx.add([_row(5, "a"), _row(650, "rare")], fresh)
+    vectors[5], vectors[650] = fresh[0], fresh[1]
+
+    queries = unit_vectors(60, DIM, seed=7, clusters=20)
+    assert _recall(idx, queries, None, vectors) >= 0.99
+    rare = {label: v for label, v in vectors.items() if label % 50 == 0}
+    assert _recall(idx, queries, Filter(project="rare"), rare) == 1.0  # exact, from the graph
+    for label in (5, 650, 0, 100):
+        got, scores = idx.search(vectors[label], 1, None)
+        assert got[0] == label and scores[0] == pytest.approx(1.0, abs=1e-5)
+
+    go_on.set()
+    idx.wait_rebuilt(30)
+    assert idx.state == "graph" and idx.matrix is None
+    assert _recall(idx, queries, None, vectors) >= 0.99
+    for label in (5, 650):
+        assert idx.search(vectors[label], 1, None)[0][0] == label
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_failed_build_restores_the_released_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = VectorIndex._insert_rows
+    chunks = {"n": 0}
+
+    def insert(self: VectorIndex, g: Any, rows: np.ndarray, locked: bool = False) -> None:
+        chunks["n"] += 1
+        if chunks["n"] == 5:
+            raise MemoryError("the build ran out of memory")
+        original(self, g, rows, locked)
+
+    monkeypatch.setattr(VectorIndex, "_BUILD_CHUNK", 300)
+    monkeypatch.setattr(VectorIndex, "_RELEASE_ROWS", 300)
+    monkeypatch.setattr(VectorIndex, "_insert_rows", insert)
+    idx = VectorIndex(DIM, MemoryConfig(exact_threshold=100), Interner())
+    vecs = unit_vectors(N, DIM, seed=8, clusters=20)
+    idx.add([_row(i, "a") for i in range(N)], vecs)
+    idx.start_rebuild()
+    idx.wait_rebuilt(30)
+    assert idx.state == "exact" and idx._released == 0
+    assert np.array_equal(idx.matrix[:N], vecs)  # every row back, bit for bit
+    queries = unit_vectors(40, DIM, seed=9, clusters=20)
+    assert _recall(idx, queries, None, {i: vecs[i] for i in range(N)}) == 1.0
+
+
+def test_release_rows_hands_whole_pages_back() -> None:
+    import sys
+
+    from magray.memory.index import release_rows
+
+    a = np.ones((100_000, 384), np.float32)  # 147 MiB: its own mapping, page aligned
+    freed = release_rows(a, 1000, 90_000)
+    if sys.platform != "linux":
+        assert freed == 0
+        return
+    row = 384 * 4
+    assert 0 < freed <= (90_000 - 1000) * row and freed % 4096 == 0
+    assert freed >= (90_000 - 1000) * row - 2 * 4096  # all but the two partial pages
+    assert a[999].sum() == 384 and a[90_000].sum() == 384  # outside: untouched
+    assert not a[1100:89_000].any()  # inside: fresh zero pages
+    assert release_rows(a, 5, 5) == 0 and release_rows(a[:, ::2], 0, 10) == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -171,6 +172,37 @@ class _Write(_Read):
         self.lock.release_write()
 
 
+def release_rows(a: np.ndarray, start: int, stop: int) -> int:
+    """Hand the memory pages that rows [start, stop) of the C-contiguous array a fully
+    cover back to the operating system (``madvise(MADV_DONTNEED)``); returns the bytes
+    released. The rows' contents are undefined afterwards (zeros on Linux) until written
+    again, which maps fresh pages. Rows sharing a page with a row outside the range keep
+    their bytes. A no-op (0) off Linux."""
+    if sys.platform != "linux" or stop <= start or not a.flags.c_contiguous:
+        return 0
+    import ctypes
+    import mmap
+
+    global _madvise
+    if _madvise is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _madvise = libc.madvise
+        _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        _madvise.restype = ctypes.c_int
+    page = mmap.PAGESIZE
+    first = a.ctypes.data + start * a.strides[0]
+    last = a.ctypes.data + stop * a.strides[0]
+    lo = -(-first // page) * page
+    hi = last // page * page
+    if hi <= lo or _madvise(lo, hi - lo, _MADV_DONTNEED) != 0:
+        return 0
+    return hi - lo
+
+
+_madvise: Any = None
+_MADV_DONTNEED = 4
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -242,6 +274,10 @@ class VectorIndex:
         self.graph_version = np.full(cap, -1, np.int32)
         self._rebuild_deleted: list[int] | None = None
         self._cursor = 0  # rows below it have been visited by the build
+        # Rows below it had their matrix pages released by the build: the new graph holds
+        # them, and only the rows it does not hold with their current vector (replaced
+        # during the build) are still in the matrix. See _row_vectors.
+        self._released = 0
         self._replaced: set[int] = set()  # rows whose vector was replaced during a build
         self._rebuild_thread: threading.Thread | None = None
         self.snapshot_seq = 0  # store sequence of the snapshot this state started from
@@ -285,6 +321,9 @@ class VectorIndex:
         self.graph_version = grown(self.graph_version, -1)
         if self.matrix is not None:
             self.matrix = grown(self.matrix)
+            if self._released:  # the copy mapped the released rows again
+                released, self._released = self._released, 0
+                self._release_matrix(released)
 
     # -- mutations (caller holds the engine write lock) -----------------------------
 
@@ -478,6 +517,8 @@ class VectorIndex:
             use_graph = self.graph is not None and not self.rebuilding
             if not use_graph:
                 assert self.matrix is not None
+                if rows is not None and self._released:
+                    return self._exact_rows(query, k, rows)
                 if rows is None:
                     if self.count == self.n:
                         idx, sc = topk(query, self.matrix[: self.n], k)
@@ -562,8 +603,55 @@ class VectorIndex:
         from magray.kernels import topk
 
         assert self.matrix is not None
-        idx, sc = topk(query, self.matrix[: self.n], k, ids=rows.astype(np.int64))
+        rows = rows.astype(np.int64)
+        if self._released and len(rows) and int(rows.min()) < self._released:
+            idx, sc = topk(query, self._row_vectors(rows), k)
+            return self.labels[rows[idx]], sc
+        idx, sc = topk(query, self.matrix[: self.n], k, ids=rows)
         return self.labels[idx], sc
+
+    def _row_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """float32 (len(rows), dim): the current vectors of rows (int64), from the matrix,
+        or for rows whose matrix pages a build released, from where the vectors are kept
+        (the store; without one, the graph being built, which holds them)."""
+        assert self.matrix is not None
+        out: np.ndarray = self.matrix[rows]
+        gone = (rows < self._released) & (self.graph_version[rows] == self.version[rows])
+        if gone.any():
+            labels = self.labels[rows[gone]]
+            if self.vectors_of is not None:
+                out[gone] = self.vectors_of(labels)
+            else:
+                out[gone] = np.asarray(self._partial.get_items(labels), np.float32)
+        return out
+
+    def _release_matrix(self, upto: int) -> None:
+        """Release the matrix pages of the rows from self._released to upto, which the
+        graph being built holds; rows it does not hold with their current vector keep
+        theirs. The caller holds the write lock."""
+        assert self.matrix is not None
+        lo = self._released
+        if upto <= lo:
+            return
+        part = slice(lo, upto)
+        keep = lo + np.flatnonzero(
+            self.alive[part] & (self.graph_version[part] != self.version[part])
+        )
+        saved = self.matrix[keep]
+        release_rows(self.matrix, lo, upto)
+        self.matrix[keep] = saved
+        self._released = upto
+
+    def _restore_matrix(self) -> None:
+        """Bring back the released rows of the matrix (a build stopped before it was
+        done, so the matrix must serve every row again). The caller holds the write lock."""
+        if not self._released or self.matrix is None:
+            return
+        rows = np.flatnonzero(self.alive[: self._released])
+        rows = rows[self.graph_version[rows] == self.version[rows]]
+        if len(rows):
+            self.matrix[rows] = self._row_vectors(rows)
+        self._released = 0
 
     def _served_search(
         self, query: np.ndarray, k: int, g: Any, cur: int, mask: np.ndarray | None
@@ -635,6 +723,7 @@ class VectorIndex:
         return np.ascontiguousarray(self.graph.get_items(labels), dtype=np.float32)
 
     _BUILD_CHUNK = 2048  # rows per add_items call of a build; searches see each at once
+    _RELEASE_ROWS = 65_536  # a build releases the matrix rows it has passed this many at a time
 
     def start_rebuild(self) -> None:
         """Build a fresh graph in a background thread.
@@ -663,6 +752,7 @@ class VectorIndex:
             self._rebuild_deleted = []
             self.graph_version[:] = -1
             self._cursor = 0
+            self._released = 0
             self._replaced = set()
             g = self._new_graph(int(self.count * 1.25) + 64)
             self._partial = g
@@ -678,6 +768,11 @@ class VectorIndex:
                     end = min(cursor + self._BUILD_CHUNK, n)
                     self._insert_rows(g, np.arange(cursor, end))
                     cursor = self._cursor = end  # after the versions: searches trust them
+                    if cursor - self._released >= self._RELEASE_ROWS:
+                        # The graph holds these rows now: their matrix copy can go, so
+                        # that the two are not both held whole at the end of the build.
+                        with _Write(self._rw):
+                            self._release_matrix(cursor)
                 # Catch up with what changed meanwhile: rows added after the cursor
                 # passed, vectors replaced, records deleted. In bulk outside the lock
                 # while the backlog is large, then the last few and the swap under it.
@@ -690,6 +785,7 @@ class VectorIndex:
                             self.graph = g
                             self.graph_deleted = deleted
                             self.matrix = None
+                            self._released = 0
                             self.rebuilding = False
                             self._partial = None
                             self._rebuild_deleted = None
@@ -698,9 +794,12 @@ class VectorIndex:
                     self._insert_rows(g, stale)
             except BaseException:
                 with _Write(self._rw):
-                    self._rebuild_deleted = None
-                    self._partial = None
-                    self.rebuilding = False
+                    try:
+                        self._restore_matrix()
+                    finally:
+                        self._rebuild_deleted = None
+                        self._partial = None
+                        self.rebuilding = False
                 raise
 
         t = threading.Thread(target=build, name="magray-index-build", daemon=True)
