@@ -885,7 +885,7 @@ class Memory:
                     dup = holders.first(text_keys[i]) if keep is None and dedupe else None
                     if dup is not None:
                         if touch:
-                            self._touch(dup, now)
+                            self._touch((dup,), now)
                             out.append(idcodec.encode(dup))
                         else:
                             out.append(None)
@@ -1116,9 +1116,10 @@ class Memory:
         if q is not None:
             with span("magray.index.search", k=depth, layers=p.layers):
                 vl, vs = idx.search(q, depth, flt)
-            found_vec = list(zip(vl.tolist(), vs.tolist()))
-            for label, score in found_vec:
-                signals.setdefault(label, {})["vector"] = score
+            if mode != "vector":  # vector mode: each hit's one signal is its score
+                found_vec = list(zip(vl.tolist(), vs.tolist()))
+                for label, score in found_vec:
+                    signals.setdefault(label, {})["vector"] = score
         if mode != "vector":
             assert text_query is not None
             with span("magray.text.search", k=depth):
@@ -1137,16 +1138,16 @@ class Memory:
         by_rid = {idx.id_of(label): sig for label, sig in signals.items()}
         with span("magray.store.read", records=len(found)):
             raws = self.store.multi_get("records", [rid for _, rid in found])
-        now = self._clock()
+        # Records deleted since the index answered are left out; this search counts as
+        # an access of each of the others, already in the records it returns.
+        kept = [(score, rid, raw) for (score, rid), raw in zip(found, raws) if raw is not None]
+        if not self.read_only:
+            self._touch([rid for _, rid, _ in kept])
         hits = []
-        for (score, rid), raw in zip(found, raws):
-            if raw is None:
-                continue  # deleted since the index answered
-            rec = StoredRecord.decode(rid, raw)
-            if not self.read_only:
-                self._touch(rid, now)
-            record = self._to_record(rec)
-            hits.append(Hit(record.id, float(score), record.layer, record, by_rid.get(rid, {})))
+        for score, rid, raw in kept:
+            record = self._to_record(StoredRecord.decode(rid, raw))
+            sig = {"vector": score} if mode == "vector" else by_rid.get(rid, {})
+            hits.append(Hit(record.id, float(score), record.layer, record, sig))
         return hits
 
     def _text_search(
@@ -1219,13 +1220,19 @@ class Memory:
 
     # -- access statistics -----------------------------------------------------------------
 
-    def _touch(self, rid: bytes, now: float) -> None:
+    def _touch(self, rids: Iterable[bytes], now: float | None = None) -> None:
+        """Count one access of each record at now (the store's clock by default); the
+        next access flush writes them."""
+        if now is None:
+            now = self._clock()
         with self._access_lock:
-            p = self._pending.get(rid)
-            if p is None:
-                p = self._pending[rid] = _Pending()
-            p.count += 1
-            p.last = max(p.last, now)
+            pending = self._pending
+            for rid in rids:
+                p = pending.get(rid)
+                if p is None:
+                    p = pending[rid] = _Pending()
+                p.count += 1
+                p.last = max(p.last, now)
 
     def _flush_access(self) -> None:
         """Write pending access statistics in one batch (read-modify-write under the lock)."""
