@@ -346,6 +346,9 @@ def test_models_pull_through_a_hub_resumes_and_then_serves_offline(
     again = run("models", "pull", "all-MiniLM-L6-v2", "--json", extra_env=offline)
     assert again.code == 0, again.err
     assert Path(again.json()["path"]).parent == tmp_path / "other-models"
+    assert again.json()["already_installed"] is False
+    third = run("models", "pull", "all-MiniLM-L6-v2", extra_env=offline)
+    assert third.code == 0 and "is already installed" in third.out
     assert run("models", "verify", extra_env=offline).code == 0
 
     # Offline and nothing cached: one line that names the way out.

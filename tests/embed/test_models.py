@@ -342,7 +342,38 @@ def test_a_model_in_a_prefilled_cache_needs_no_network(
     shutil.rmtree(hf_cache_dir())
     with pytest.raises(ModelError, match=f"magray models pull {TINY.name} --force"):
         resolve(TINY.name)
-    assert verify(TINY.name)[0][1] is False
+    from magray.embed.select import load_embedder
+
+    with pytest.raises(ModelError, match="Hugging Face cache cleaned"):
+        load_embedder(TINY.name)  # an explicit choice says the same, not "no model.onnx"
+    [(_name, ok, problems)] = verify(TINY.name)
+    assert ok is False and len(problems) == len(set(problems)) == len(TINY.files)
+
+
+def test_offline_force_and_a_damaged_install_recheck_the_cache(
+    _isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = repo_files(dim=8)
+    with serve() as other:
+        fill_cache_like_another_tool(other, REPO, files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = pull(TINY.name, progress=False)
+    first = json.loads((path / MANIFEST).read_text())["installed_at"]
+
+    # --force offline installs again from the cache, every file hashed again.
+    again = pull(TINY.name, progress=False, force=True)
+    assert again == path and verify(TINY.name) == [(TINY.name, True, [])]
+
+    # A cached file cut short: a plain pull notices (sizes), re-checks the cache, rejects
+    # and evicts the blob, and installs nothing new.
+    blob_path = (path / ONNX).resolve()
+    blob_path.write_bytes(files[ONNX][:1000])
+    with pytest.raises(ModelDownloadError, match=r"onnx/model\.onnx.*failed its checksum"):
+        pull(TINY.name, progress=False)
+    assert not blob_path.exists()
+    assert json.loads((path / MANIFEST).read_text())["installed_at"] == first
+    with pytest.raises(ModelDownloadError, match="offline mode is on"):
+        pull(TINY.name, progress=False, force=True)  # nothing left to install from
 
 
 def test_an_incomplete_cache_is_not_used(hub: Hub, _isolated: Path) -> None:

@@ -258,3 +258,16 @@ def test_slow_gpu_calls_count_as_failures(
     e.embed(TEXTS[:2])
     e.embed(TEXTS[:2])
     assert breaker.state is CircuitState.OPEN and gpu.calls == 2
+
+
+def test_a_damaged_tokenizer_is_one_clear_error(tmp_path: Path) -> None:
+    model = tmp_path / "broken-model"
+    model.mkdir()
+    (model / "model.onnx").write_bytes(b"not read: the tokenizer fails first")
+    (model / "tokenizer.json").write_text('{"version": "1.0", "truncation": {"max_length": 1}}')
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    with pytest.raises(ModelLoadError) as caught:
+        OnnxEmbedder(model)
+    message = str(caught.value)
+    assert "tokenizer.json cannot be read as a tokenizer" in message
+    assert "magray models verify" in message and "\n" not in message

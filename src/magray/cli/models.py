@@ -44,10 +44,25 @@ def pull(name: str, force: bool, as_json: bool) -> None:
     """
     from magray.embed import models as m
 
+    def manifest_stamp() -> tuple[int, int] | None:
+        path = m.installed(name)
+        if path is None:
+            return None
+        st = (path / m.MANIFEST).stat()
+        return st.st_ino, st.st_mtime_ns
+
+    before = manifest_stamp()
     path = m.pull(name, progress=not as_json, force=force)
-    emit_json({"name": name, "path": str(path)}) if as_json else click.echo(
-        f"installed {name} in {path}"
-    )
+    current = before is not None and manifest_stamp() == before  # nothing was installed
+    if as_json:
+        emit_json({"name": name, "path": str(path), "already_installed": current})
+    elif current:
+        click.echo(
+            f"{name} is already installed in {path} (`magray models verify {name}` re-hashes"
+            " its files; `--force` installs it again)"
+        )
+    else:
+        click.echo(f"installed {name} in {path}")
 
 
 @models.command(name="import")

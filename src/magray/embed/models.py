@@ -65,6 +65,7 @@ __all__ = [
     "pull",
     "remove",
     "resolve",
+    "usable",
     "verify",
 ]
 
@@ -406,15 +407,8 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
     """
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, str):
-        found = installed(name_or_path) or from_hf_cache(name_or_path)
+        found = usable(name_or_path)
         if found is not None:
-            missing = _missing_layout(found)
-            if missing:
-                raise ModelError(
-                    f"model {text!r} is installed but {' and '.join(missing)} is gone (was"
-                    " the Hugging Face cache cleaned?); install it again with"
-                    f" `magray models pull {text} --force`"
-                )
             return found
     candidate = Path(text).expanduser()
     if candidate.is_dir():
@@ -434,6 +428,26 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
         f" known models: {_known()}; install one with `magray models pull NAME`,"
         " or a local copy with `magray models import DIR`"
     )
+
+
+def usable(name: str) -> Path | None:
+    """The directory of model ``name``: installed, or a registry model found in the Hugging
+    Face cache (installed from there, see :func:`from_hf_cache`); None when neither.
+
+    Raises :class:`ModelError` when the model is installed but its files are gone (links
+    into a Hugging Face cache that was cleaned), saying how to get them back.
+    """
+    found = installed(name) or from_hf_cache(name)
+    if found is None:
+        return None
+    missing = _missing_layout(found)
+    if missing:
+        raise ModelError(
+            f"model {name!r} is installed but {' and '.join(missing)} is gone (was the"
+            " Hugging Face cache cleaned?); install it again with"
+            f" `magray models pull {name} --force`"
+        )
+    return found
 
 
 def model_settings(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -602,7 +616,8 @@ def _check_model(model_dir: Path) -> list[str]:
             problems.append(
                 f"{rel}: sha256 {digest} does not match the manifest's {record.get('sha256')}"
             )
-    problems += [f"{item}: missing" for item in _missing_layout(model_dir)]
+    if not problems:  # a manifest that does not list the graph or the tokenizer
+        problems += [f"{item}: missing" for item in _missing_layout(model_dir)]
     return problems
 
 
@@ -1069,8 +1084,8 @@ def _download_error(exc: BaseException, spec: ModelSpec, rel: str, hub: str) -> 
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return ModelDownloadError(
             f"{model} is not in the Hugging Face cache and offline mode is on; unset"
-            " HF_HUB_OFFLINE to download it, or install a local copy with"
-            " `magray models import DIR`"
+            " HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to download it, or install a local"
+            " copy with `magray models import DIR`"
         )
     if isinstance(exc, errors.GatedRepoError | errors.RepositoryNotFoundError):
         code = exc.response.status_code if exc.response is not None else "?"
@@ -1115,6 +1130,11 @@ def _download(
 
     found: dict[str, Path] = {}
     rel = spec.onnx_file
+    # The library logs a multi-line warning for every resumed transfer; the progress bar
+    # and the one-line error say what matters.
+    library_log = logging.getLogger("huggingface_hub")
+    level = library_log.level
+    library_log.setLevel(logging.ERROR)
     try:
         # One metadata request without retries first: an unreachable hub fails within
         # `timeout`, where the library would back off and retry for half a minute.
@@ -1142,6 +1162,8 @@ def _download(
             found[rel] = Path(path)
     except (OSError, httpx2.HTTPError) as exc:  # the library's errors are OSErrors
         raise _download_error(exc, spec, rel, hub) from exc
+    finally:
+        library_log.setLevel(level)
     return found
 
 
@@ -1168,7 +1190,9 @@ def pull(
     ``timeout`` bounds each metadata request, in seconds (``HF_HUB_DOWNLOAD_TIMEOUT`` bounds
     each read of a transfer). ``HF_ENDPOINT`` picks a mirror, ``HF_TOKEN`` authenticates and
     ``HF_HUB_OFFLINE=1`` forbids the network. An installed model whose manifest matches the
-    registry entry is returned as it is unless ``force``, which downloads every file again.
+    registry entry (every file present at its recorded size) is returned as it is unless
+    ``force``, which downloads every file again; offline, ``force`` installs again from the
+    cache, every file re-checked.
 
     Raises :class:`ModelDownloadError` when the hub cannot be reached, refuses a file, or a
     file fails its check (nothing is installed then), and :class:`ModelError` for an unknown
@@ -1185,14 +1209,16 @@ def pull(
     root.mkdir(parents=True, exist_ok=True)
     cache_dir = hf_cache_dir()
     hub = hub_url()
+    is_offline = offline()
     with _name_lock(root, spec.name):
-        found = None if force else _cached_files(spec, cache_dir)
+        # force downloads again; offline, it installs again from the cache, re-checked.
+        found = None if force and not is_offline else _cached_files(spec, cache_dir)
         if found is None:
-            if offline():
+            if is_offline:
                 raise ModelDownloadError(
                     f"model {spec.name!r} is not in the Hugging Face cache {cache_dir} and"
-                    " offline mode is on; unset HF_HUB_OFFLINE to download it, or install a"
-                    " local copy with `magray models import DIR`"
+                    " offline mode is on; unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to"
+                    " download it, or install a local copy with `magray models import DIR`"
                 )
             found = _download(spec, cache_dir, hub, progress, timeout, force)
         return _install_links(spec, found, root, hub, cache_dir, progress)
@@ -1265,7 +1291,8 @@ def from_hf_cache(name: str) -> Path | None:
 
 
 def _matches(model_dir: Path, spec: ModelSpec) -> bool:
-    """Is this install of the registry model current (same source, every file present)?"""
+    """Is this install of the registry model current (same source, every file present at
+    its recorded size)? Contents are re-hashed by :func:`verify`, not here."""
     try:
         manifest = _read_manifest(model_dir)
     except ModelError:
@@ -1275,7 +1302,11 @@ def _matches(model_dir: Path, spec: ModelSpec) -> bool:
         return False
     for rel in spec.files:
         record = files.get(rel)
-        if not isinstance(record, dict) or not (model_dir / rel).is_file():
+        try:
+            size = (model_dir / rel).stat().st_size
+        except OSError:
+            return False  # missing, or a link into a cache that was cleaned
+        if not isinstance(record, dict) or size != record.get("size"):
             return False
         pinned = spec.sha256.get(rel)
         if pinned is not None and record.get("sha256") != pinned:

@@ -154,7 +154,15 @@ class OnnxEmbedder:
 
         from tokenizers import Tokenizer
 
-        self._tokenizer = Tokenizer.from_file(str(tok_path))
+        try:
+            self._tokenizer = Tokenizer.from_file(str(tok_path))
+        except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelLoadError(
+                f"{tok_path} cannot be read as a tokenizer ({detail}); the file is damaged or"
+                " not a tokenizers JSON file: check it with `magray models verify`, then"
+                " install the model again (`magray models pull NAME --force`)"
+            ) from exc
         self._tokenizer.enable_truncation(max_length=self.max_length)
         self._tokenizer.no_padding()
         self._pad_id = 0

@@ -84,7 +84,7 @@ def load_embedder(
     from magray.embed import models
 
     if text in models.REGISTRY:
-        found = models.installed(text) or models.from_hf_cache(text)
+        found = models.usable(text)
         if found is None:
             raise InvalidInputError(
                 f"model {text} is not installed; run `magray models pull {text}` "
@@ -101,24 +101,14 @@ def load_embedder(
     )
 
 
-def _registry_model(name: str) -> Path | None:
-    """The installed registry model ``name``, or the copy in the Hugging Face cache."""
-    from magray.embed import models
-
-    if name not in models.REGISTRY:
-        return None
-    try:
-        return models.installed(name) or models.from_hf_cache(name)
-    except MagrayError as exc:  # a damaged cached file, or another process installing it
-        log.warning("model %s in the Hugging Face cache is not usable: %s", name, exc)
-        return None
-
-
 def _auto(configured: str | None, download: bool, opts: dict[str, Any]) -> Embedder:
     from magray.embed import models
 
     name = configured or models.DEFAULT_MODEL
-    path = _registry_model(name)
+    try:  # installed, or in the Hugging Face cache
+        path = models.usable(name) if name in models.REGISTRY else None
+    except MagrayError as exc:  # a damaged or cleaned cache, or another process installing
+        return _hash_fallback(f"model {name} is not usable ({exc})")
     if path is None and configured and Path(configured).expanduser().is_dir():
         path = Path(configured).expanduser()
     if path is not None:
