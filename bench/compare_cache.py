@@ -1,8 +1,9 @@
 """The Redis cache tier (L3): a second host, the per-text cost of a hit, and Redis
 killed mid-run; against a standalone server and a 3-master Cluster started here.
 
-    python bench/compare_cache.py --model ../shared/models/all-MiniLM-L6-v2
+    python -m bench.compare_cache --model PATH/TO/all-MiniLM-L6-v2
 
+Run from the checkout's root (it starts Redis with the tests' own ``tests.redis_servers``).
 Needs redis-server and redis-cli on PATH. Paragraphs are the standard library's
 docstrings (real text, as bench/retrieval_data.py reads them): 512 of 200 characters or
 more for the second host, 5000 of 40 or more for the kill run.
@@ -22,14 +23,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tests.redis_servers import RedisServer, free_cluster_port
 
 CHILD = r"""
 import json, sys, time
@@ -61,37 +62,6 @@ def paragraphs(n: int, min_chars: int) -> list[str]:
             if len(out) >= n:
                 break
     return out
-
-
-def free_port() -> int:
-    for port in range(21000, 45000, 37):
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
-
-
-def start_redis(work: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    d = work / f"redis-{port}"
-    d.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
-         "--save", "", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return proc
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def flush(url: str) -> None:
@@ -155,7 +125,7 @@ def hit_cost(url: str) -> None:
     tier.close()
 
 
-def killed(url: str, port: int, work: Path, texts: list[str], model: str, procs: list) -> None:
+def killed(url: str, server: RedisServer, work: Path, texts: list[str], model: str) -> None:
     import magray
 
     flush(url)
@@ -167,10 +137,9 @@ def killed(url: str, port: int, work: Path, texts: list[str], model: str, procs:
         ids: list[str] = []
         for b in range(20):
             if b == 4:
-                procs[0].send_signal(signal.SIGKILL)
-                procs[0].wait()
+                server.kill()  # SIGKILL
             if b == 10:  # the same directory: its AOF brings the entries back
-                procs[0] = start_redis(work, port, "--appendonly", "yes")
+                server.start()
             t = time.perf_counter()
             ids += mem.add_many(texts[b * 250 : (b + 1) * 250])
             rates.append(250 / (time.perf_counter() - t))
@@ -203,26 +172,27 @@ def main() -> None:
         raise SystemExit(f"only {len(texts)} docstrings of 40 characters or more here")
     long_texts = paragraphs(512, 200)
     work = Path(tempfile.mkdtemp(prefix="magray-cache-bench-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[RedisServer] = []
     try:
-        port = free_port()
-        procs.append(start_redis(work, port, "--appendonly", "yes", "--appendfsync", "always"))
-        url = f"redis://127.0.0.1:{port}"
+        standalone = RedisServer(work, "--appendonly", "yes", "--appendfsync", "always")
+        servers.append(standalone)
+        url = standalone.url
         print(f"[standalone {url}]")
         if not args.only_kill:
             second_host(url, long_texts, args.model, work)
             hit_cost(url)
         if not args.skip_kill:
-            killed(url, port, work, texts, args.model, procs)
+            killed(url, standalone, work, texts, args.model)
         if not args.skip_cluster and not args.only_kill:
             ports = []
             for _ in range(3):
-                p = free_port() + len(ports) * 101
-                procs.append(
-                    start_redis(work, p, "--cluster-enabled", "yes",
-                                "--cluster-config-file", "nodes.conf")
+                node = RedisServer(
+                    work,
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    port=free_cluster_port(),
                 )  # fmt: skip
-                ports.append(p)
+                servers.append(node)
+                ports.append(node.port)
             subprocess.run(
                 ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
                  "--cluster-replicas", "0", "--cluster-yes"],
@@ -234,8 +204,8 @@ def main() -> None:
             second_host(curl, long_texts, args.model, work)
             hit_cost(curl)
     finally:
-        for p in procs:
-            p.kill()
+        for server in servers:
+            server.kill()
         subprocess.run(["pkill", "-f", f"redis-server.*{work}"], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
