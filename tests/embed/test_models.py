@@ -510,6 +510,11 @@ def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch, _isolated: 
     assert ". " not in message  # one sentence
     assert isinstance(caught.value, ModelError) and isinstance(caught.value, MagrayError)
     assert installed(TINY.name) is None and leftovers(_isolated) == []
+    # The advice names the variable that sets the hub now.
+    monkeypatch.setenv("MAGRAY_HUB_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(ModelDownloadError, match="set MAGRAY_HUB_URL to a reachable mirror"):
+        pull(TINY.name, progress=False)
+    monkeypatch.delenv("MAGRAY_HUB_URL")
 
     # A hub that accepts connections and never answers: bounded by the timeout.
     with socket.socket() as silent:

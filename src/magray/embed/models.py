@@ -86,10 +86,6 @@ _GIT_ID = re.compile(r"[0-9a-f]{40}")
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 _ONNX_PATHS = ("model.onnx", "onnx/model.onnx")  # the embedder looks in this order
-_OFFLINE_HINT = (
-    "check the network connection, set HF_ENDPOINT to a reachable mirror,"
-    " or install a local copy with `magray models import DIR`"
-)
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -940,6 +936,11 @@ def hub_url() -> str:
     return DEFAULT_HUB
 
 
+def _hub_variable() -> str:
+    """The variable that sets the hub now: the one a user should change."""
+    return "MAGRAY_HUB_URL" if os.environ.get("MAGRAY_HUB_URL", "").strip() else "HF_ENDPOINT"
+
+
 def offline() -> bool:
     """Is Hugging Face offline mode on (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)?"""
     return any(
@@ -1010,7 +1011,7 @@ def _check_cached(spec: ModelSpec, rel: str, pointer: Path) -> dict[str, Any]:
             f"{rel} of model {spec.name!r} failed its checksum: expected {kind} {blob.name}"
             f" (announced by the hub), got {actual}; the file was removed from the Hugging"
             f" Face cache and nothing was installed, so run `magray models pull {spec.name}`"
-            " again or use another mirror (HF_ENDPOINT)"
+            f" again or use another mirror ({_hub_variable()})"
         )
     if pinned is not None and digest != pinned:
         raise ModelDownloadError(
@@ -1107,10 +1108,12 @@ def _download_error(exc: BaseException, spec: ModelSpec, rel: str, hub: str) -> 
     if isinstance(exc, errors.HfHubHTTPError) and exc.response is not None:
         return ModelDownloadError(
             f"downloading {rel} of {model} from {host} failed with HTTP"
-            f" {exc.response.status_code}; try again later, or set HF_ENDPOINT to a mirror"
+            f" {exc.response.status_code}; try again later, or set {_hub_variable()} to a mirror"
         )
     return ModelDownloadError(
-        f"could not download {rel} of {model} from {host} ({_describe(exc)}); {_OFFLINE_HINT}"
+        f"could not download {rel} of {model} from {host} ({_describe(exc)}); check the"
+        f" network connection, set {_hub_variable()} to a reachable mirror, or install a"
+        " local copy with `magray models import DIR`"
     )
 
 
