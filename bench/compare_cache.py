@@ -29,8 +29,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tests.redis_servers import RedisServer, free_cluster_port
+if TYPE_CHECKING:  # imported in main: asv imports every bench module, from bench/
+    from tests.redis_servers import RedisServer
 
 CHILD = r"""
 import json, sys, time
@@ -171,6 +173,8 @@ def main() -> None:
     if len(texts) < 5000:
         raise SystemExit(f"only {len(texts)} docstrings of 40 characters or more here")
     long_texts = paragraphs(512, 200)
+    from tests.redis_servers import RedisServer, free_cluster_port
+
     work = Path(tempfile.mkdtemp(prefix="magray-cache-bench-"))
     servers: list[RedisServer] = []
     try:
