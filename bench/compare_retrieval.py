@@ -11,7 +11,7 @@ candidate lists (top 50 of each mode), so the choice of fusion rests on the same
 
 - ``rrf``: reciprocal rank fusion, k=60, and weighted 1:2 and 2:1 (vector:text);
 - ``blend``: a convex combination of min-max normalised scores, alpha (the vector
-  weight) in 0.3 / 0.5 / 0.7; ``mode="hybrid"`` is the blend at 0.3.
+  weight) in 0.3 / 0.4 / 0.5 / 0.6 / 0.7; ``mode="hybrid"`` is the blend at 0.4.
 
 Cost: ingest with embedding, full text on against off (until add_many returns, and
 until the text index has caught up), and search p50 of hybrid against vector mode on
@@ -30,13 +30,18 @@ from pathlib import Path
 from typing import Any
 
 
-def load(d: Path, limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def load(d: Path, limit: int) -> tuple[list[dict[str, str]], dict[str, list[dict[str, str]]]]:
+    """The documents of a set and each of its query files (``queries*.jsonl``: one
+    index serves them all), each shuffled and cut to ``limit``."""
     with open(d / "docs.jsonl", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]
-    with open(d / "queries.jsonl", encoding="utf-8") as f:
-        queries = [json.loads(line) for line in f]
-    random.Random(3).shuffle(queries)
-    return docs, queries[:limit]
+    query_sets = {}
+    for path in sorted(d.glob("queries*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            queries = [json.loads(line) for line in f]
+        random.Random(3).shuffle(queries)
+        query_sets[path.stem] = queries[:limit]
+    return docs, query_sets
 
 
 def score(rankings: list[list[str]], relevant: list[str]) -> tuple[float, float]:
@@ -75,10 +80,14 @@ def bm25s_rankings(docs: list[dict[str, str]], queries: list[dict[str, str]]) ->
     import Stemmer
 
     stemmer = Stemmer.Stemmer("english")
-    corpus = bm25s.tokenize([d["text"] for d in docs], stopwords="en", stemmer=stemmer)
+    corpus = bm25s.tokenize(
+        [d["text"] for d in docs], stopwords="en", stemmer=stemmer, show_progress=False
+    )
     retriever = bm25s.BM25()
     retriever.index(corpus, show_progress=False)
-    q = bm25s.tokenize([x["query"] for x in queries], stopwords="en", stemmer=stemmer)
+    q = bm25s.tokenize(
+        [x["query"] for x in queries], stopwords="en", stemmer=stemmer, show_progress=False
+    )
     idx, _ = retriever.retrieve(q, k=10, show_progress=False)
     return [[docs[int(i)]["id"] for i in row] for row in idx]
 
@@ -86,24 +95,38 @@ def bm25s_rankings(docs: list[dict[str, str]], queries: list[dict[str, str]]) ->
 def quality(name: str, d: Path, model: str, limit: int) -> None:
     import magray
 
-    docs, queries = load(d, limit)
+    docs, query_sets = load(d, limit)
     with tempfile.TemporaryDirectory() as tmp:
         mem = magray.open(Path(tmp) / "s", embedder=model)
         t0 = time.perf_counter()
         ids = mem.add_many([x["text"] for x in docs])
         took = time.perf_counter() - t0
         by_rid = {rid: x["id"] for rid, x in zip(ids, docs)}
-        relevant = [x["relevant"] for x in queries]
-        lists: dict[str, list[list[tuple[str, float]]]] = {"vector": [], "text": []}
-        hybrid: list[list[str]] = []
-        for x in queries:
-            for mode in ("vector", "text"):
-                hits = mem.search(x["query"], k=50, mode=mode)
-                lists[mode].append([(by_rid[h.id], h.score) for h in hits])
-            hybrid.append([by_rid[h.id] for h in mem.search(x["query"], k=10, mode="hybrid")])
+        print(f"[{name}] {len(docs)} documents embedded and indexed in {took:.1f} s")
+        for stem, queries in query_sets.items():
+            label = name if stem == "queries" else f"{name} {stem.removeprefix('queries-')}"
+            lists: dict[str, list[list[tuple[str, float]]]] = {"vector": [], "text": []}
+            hybrid: list[list[str]] = []
+            for x in queries:
+                for mode in ("vector", "text"):
+                    hits = mem.search(x["query"], k=50, mode=mode)
+                    lists[mode].append([(by_rid[h.id], h.score) for h in hits])
+                hits = mem.search(x["query"], k=10, mode="hybrid")
+                hybrid.append([by_rid[h.id] for h in hits])
+            report(label, docs, queries, lists, hybrid)
         mem.close()
-    print(f"[{name}] {len(docs)} documents embedded and indexed in {took:.1f} s, "
-          f"{len(queries)} queries")  # fmt: skip
+
+
+def report(
+    label: str,
+    docs: list[dict[str, str]],
+    queries: list[dict[str, str]],
+    lists: dict[str, list[list[tuple[str, float]]]],
+    hybrid: list[list[str]],
+) -> None:
+    """Print MRR@10 and recall@10 of every mode, bm25s and the fusion variants."""
+    relevant = [x["relevant"] for x in queries]
+    print(f"[{label}] {len(queries)} queries")
     rows: dict[str, tuple[float, float]] = {}
     ranked = {m: [[x for x, _ in r] for r in lists[m]] for m in lists}
     rows["magray vector"] = score(ranked["vector"], relevant)
@@ -113,15 +136,15 @@ def quality(name: str, d: Path, model: str, limit: int) -> None:
     for wv, wt in ((1, 1), (1, 2), (2, 1)):
         fused = [rrf([v, t], [wv, wt]) for v, t in zip(ranked["vector"], ranked["text"])]
         rows[f"fusion rrf k=60 vector:text {wv}:{wt}"] = score(fused, relevant)
-    for alpha in (0.3, 0.5, 0.7):
+    for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
         fused = [blend(v, t, alpha) for v, t in zip(lists["vector"], lists["text"])]
         rows[f"fusion blend alpha={alpha}"] = score(fused, relevant)
     best_single = max(rows["magray vector"][0], rows["magray text (BM25)"][0])
-    for label, (mrr, rec) in rows.items():
-        print(f"[{name}] {label:<34} MRR@10 {mrr:.3f}  recall@10 {rec:.3f}")
+    for row, (mrr, rec) in rows.items():
+        print(f"[{label}] {row:<34} MRR@10 {mrr:.3f}  recall@10 {rec:.3f}")
     h = rows["magray hybrid"]
     print(
-        f"[{name}] hybrid - best single mode: MRR@10 {h[0] - best_single:+.3f} (bar >= +0.03); "
+        f"[{label}] hybrid - best single mode: MRR@10 {h[0] - best_single:+.3f} (bar >= +0.03); "
         f"recall@10 {h[1]:.3f} vs vector {rows['magray vector'][1]:.3f} / text "
         f"{rows['magray text (BM25)'][1]:.3f} (bar: >= both)"
     )
@@ -132,7 +155,8 @@ def cost(model: str, d: Path, n_ingest: int, n_latency: int) -> None:
 
     import magray
 
-    docs, queries = load(d, 400)
+    docs, query_sets = load(d, 400)
+    queries = query_sets["queries"]
     texts = [x["text"] for x in docs][:n_ingest]
 
     def ingest(embedder: Any, full: bool, vectors: Any) -> tuple[float, float]:
@@ -219,7 +243,7 @@ def main() -> None:
     )
     ap.add_argument("--data", type=Path, default=Path("bench/data"))
     ap.add_argument("--model", required=True, help="embedding model directory or name")
-    ap.add_argument("--sets", default="docstrings,identifiers")
+    ap.add_argument("--sets", default="docstrings,identifiers,manpages")
     ap.add_argument("--queries", type=int, default=1000, help="queries per set (at most)")
     ap.add_argument("--ingest-n", type=int, default=2000)
     ap.add_argument("--latency-n", type=int, default=100_000)

@@ -16,6 +16,16 @@ Two sets, each a ``docs.jsonl`` (``{"id", "text"}``) and a ``queries.jsonl``
   numbers, hosts and user ids, written from templates with a seeded generator; the
   query names one note's codes and a few of its words, as someone pasting an error
   would. Dense embeddings blur such tokens; this set measures that case.
+- ``manpages``: the system's manual pages (sections 1-8, English), rendered with
+  ``groff``. The summary of the NAME line ("list directory contents") is the query;
+  the DESCRIPTION section (its first 2,000 characters) is the relevant document.
+  Thousands of authors across decades, the shape of the held-out set (a one-line
+  summary against a longer description). A second query file,
+  ``queries-names.jsonl``, holds the whole NAME line ("ls - list directory
+  contents"): real queries that carry identifiers (``SSL_CTX_new``, ``git-commit``).
+  The command-reference pages of one generated CLI (``gcloud``, 16k near-identical
+  pages where installed) are left out so that one generator does not make the set.
+  Needs ``groff``; the set is skipped with a line where it is missing.
 
 Deterministic: the same Python and the same arguments give the same files.
 """
@@ -24,10 +34,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import gzip
 import json
 import random
+import re
+import shutil
+import subprocess
 import sysconfig
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -119,10 +134,88 @@ def identifier_pairs(n: int) -> tuple[list[dict[str, str]], list[dict[str, str]]
     return docs, queries
 
 
-def write(out: Path, name: str, docs: list[dict[str, str]], queries: list[dict[str, str]]) -> None:
+MAN_ROOT = Path("/usr/share/man")
+_HEADER = re.compile(r"^[A-Z][A-Z0-9 ,/()-]*$")  # a section header, at column 0
+
+
+def render_man(path: Path) -> str | None:
+    """A manual page as plain text (groff, no hyphenation, one line per paragraph);
+    None for a page that is only a ``.so`` link to another one."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    if raw.lstrip().startswith(b".so ") or len(raw) < 200:
+        return None
+    out = subprocess.run(
+        ["groff", "-mandoc", "-Tutf8", "-P-cbou", "-rHY=0", "-rLL=5000n"],
+        input=raw,
+        capture_output=True,
+        check=False,
+    )
+    return out.stdout.decode("utf-8", "replace") if out.returncode == 0 else None
+
+
+def man_sections(text: str) -> dict[str, str]:
+    """Section name -> its text, whitespace normalised."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line and not line[0].isspace():
+            current = sections.setdefault(line.strip(), []) if _HEADER.match(line) else None
+        elif current is not None:
+            current.append(line.strip())
+    return {k: " ".join(" ".join(v).split()) for k, v in sections.items()}
+
+
+def man_pairs(
+    limit: int,
+) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]] | None:
+    """(docs, summary queries, NAME-line queries) from the manual pages, or None
+    without groff."""
+    if shutil.which("groff") is None or not MAN_ROOT.is_dir():
+        return None
+    paths = sorted(
+        p
+        for p in MAN_ROOT.glob("man[1-8]/*")
+        if p.is_file() and not p.is_symlink() and not p.name.startswith("gcloud")
+    )
+    with ThreadPoolExecutor(4) as pool:
+        pages = list(pool.map(render_man, paths))
+    seen_body: set[str] = set()
+    summaries: dict[str, int] = {}
+    rows: list[tuple[str, str, str, str]] = []  # id, NAME line, summary, body
+    for path, text in zip(paths, pages):
+        if not text:
+            continue
+        sec = man_sections(text)
+        name, body = sec.get("NAME", ""), sec.get("DESCRIPTION", "")[:2000]
+        names, sep, summary = name.partition(" - ")
+        if not sep or len(body) < 120 or body in seen_body:
+            continue
+        seen_body.add(body)
+        rows.append((f"{path.parent.name}/{path.name}", name, summary.strip(), body))
+        summaries[summary.strip().lower()] = summaries.get(summary.strip().lower(), 0) + 1
+    rng = random.Random(13)
+    rng.shuffle(rows)
+    rows = rows[:limit]
+    docs = [{"id": pid, "text": body} for pid, _, _, body in rows]
+    # A query whose summary several pages share ("perl module") has no one answer.
+    keep = [r for r in rows if len(r[2].split()) >= 3 and summaries[r[2].lower()] == 1]
+    by_summary = [{"query": summary, "relevant": pid} for pid, _, summary, _ in keep]
+    by_name = [{"query": name, "relevant": pid} for pid, name, _, _ in keep]
+    return docs, by_summary, by_name
+
+
+def write(
+    out: Path,
+    name: str,
+    docs: list[dict[str, str]],
+    queries: list[dict[str, str]],
+    queries_file: str = "queries.jsonl",
+) -> None:
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
-    for fname, rows in (("docs.jsonl", docs), ("queries.jsonl", queries)):
+    for fname, rows in (("docs.jsonl", docs), (queries_file, queries)):
         with open(d / fname, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -138,6 +231,13 @@ def main() -> None:
     args = ap.parse_args()
     write(args.out, "docstrings", *docstring_pairs(args.n))
     write(args.out, "identifiers", *identifier_pairs(args.n))
+    man = man_pairs(args.n)
+    if man is None:
+        print("manpages: skipped (needs groff and /usr/share/man)")
+    else:
+        docs, by_summary, by_name = man
+        write(args.out, "manpages", docs, by_summary)
+        write(args.out, "manpages", docs, by_name, queries_file="queries-names.jsonl")
 
 
 if __name__ == "__main__":

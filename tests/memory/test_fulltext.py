@@ -73,7 +73,7 @@ def test_hybrid_fuses_both_rankings_and_names_the_signals(filled: tuple[Any, lis
     hits = mem.search("ERR_DB_TIMEOUT database", k=6, mode="hybrid")
     assert hits[0].id == ids[3]
     assert set(hits[0].scores) == {"vector", "text"}
-    assert hits[0].score == pytest.approx(1.0)  # best on both: 0.3 * 1 + 0.7 * 1
+    assert hits[0].score == pytest.approx(1.0)  # best on both: 0.4 * 1 + 0.6 * 1
     assert all(0 <= h.score <= 1 for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     # Records that share no word with the query come from the vector side only.

@@ -1010,7 +1010,7 @@ class Memory:
 
         Modes: ``"vector"`` ranks by cosine similarity of embeddings; ``"text"`` by BM25
         over the full-text index; ``"hybrid"`` blends both (min-max normalised scores,
-        0.3 vector + 0.7 text, see magray.memory.fusion); a query with no word to
+        0.4 vector + 0.6 text, see magray.memory.fusion); a query with no word to
         match is searched as vector. The default is hybrid for query text on a store
         with full text, vector otherwise (see the README's
         "Search modes" for the measurements behind it). Higher scores are better (see
