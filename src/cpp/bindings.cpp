@@ -380,6 +380,29 @@ py::array mean_pool_py(py::handle h_obj, py::handle m_obj, bool normalize) {
     return std::move(out);
 }
 
+// The 26-character Crockford base32 form of a 16-byte id (as ULID: 130 bits, the first
+// two zero), on every search hit; magray.memory.ids.decode is its inverse.
+py::str ulid_encode(const py::bytes& raw) {
+    char* data = nullptr;
+    Py_ssize_t len = 0;
+    if (PyBytes_AsStringAndSize(raw.ptr(), &data, &len) != 0) throw py::error_already_set();
+    if (len != 16) throw py::value_error("an id is 16 bytes, got " + std::to_string(len));
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t hi = 0, lo = 0;
+    for (int i = 0; i < 8; ++i) hi = (hi << 8) | static_cast<unsigned char>(data[i]);
+    for (int i = 8; i < 16; ++i) lo = (lo << 8) | static_cast<unsigned char>(data[i]);
+    char out[26];
+    for (int i = 0; i < 26; ++i) {
+        const int shift = 125 - 5 * i;  // the lowest bit of character i
+        uint64_t v;
+        if (shift >= 64) v = hi >> (shift - 64);
+        else if (shift == 0) v = lo;
+        else v = (lo >> shift) | (hi << (64 - shift));
+        out[i] = alphabet[v & 31];
+    }
+    return py::reinterpret_steal<py::str>(PyUnicode_FromStringAndSize(out, 26));
+}
+
 Isa parse_isa(const std::string& name) {
     if (name == "scalar") return Isa::scalar;
     if (name == "avx2") return Isa::avx2;
@@ -417,6 +440,7 @@ PYBIND11_MODULE(_native, m) {
           py::arg("ids") = py::none());
     m.def("mean_pool", &mean_pool_py, py::arg("hidden"), py::arg("mask"), py::arg("normalize") = true);
     m.def("cpu_info", &cpu_info);
+    m.def("ulid_encode", &ulid_encode, py::arg("raw"));
     m.def("_set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); }, py::arg("name"),
           "Switch the active instruction set (for tests and benchmarks); not thread-safe with running calls' choice.");
 }

@@ -131,22 +131,24 @@ class StoredRecord:
         return cls(raw_id, unpack(raw))
 
     def to_record(self, extra_access: int = 0, last_access: float | None = None) -> Record:
+        # Positional, in Record's field order: half the cost of keywords on a frozen
+        # dataclass, and this runs once per hit. test_codec checks the order.
         return Record(
-            id=ids.encode(self.raw_id),
-            text=self.text,
-            layer=self.layer,
-            kind=self.kind,
-            tags=self.tags,
-            project=self.project,
-            session=self.session,
-            metadata=self.metadata,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-            last_access=max(self.last_access, last_access or 0.0),
-            access_count=self.access_count + extra_access,
-            importance=self.importance,
-            fingerprint=self.fingerprint,
-            layer_since=self.layer_since,
+            ids.encode(self.raw_id),
+            self.text,
+            self.layer,
+            self.kind,
+            self.tags,
+            self.project,
+            self.session,
+            self.metadata,
+            self.created_at,
+            self.updated_at,
+            max(self.last_access, last_access or 0.0),
+            self.access_count + extra_access,
+            self.importance,
+            self.fingerprint,
+            self.layer_since,
         )
 
 

@@ -11,6 +11,8 @@ import os
 import threading
 import time
 
+from magray import _native
+
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_ALPHABET)}
 _DECODE.update({c.lower(): i for c, i in list(_DECODE.items())})
@@ -38,30 +40,13 @@ def new_id(now_ms: int | None = None) -> bytes:
     return value.to_bytes(16, "big")
 
 
-# Pairs of characters for each 10-bit group: 13 lookups write the 26 characters.
-_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 _VALID = frozenset(_DECODE)
 
 
 def encode(raw: bytes) -> str:
-    """The 26-character text form of a 16-byte id."""
-    v = int.from_bytes(raw, "big")
-    p = _PAIRS
-    return (
-        p[v >> 120]
-        + p[(v >> 110) & 1023]
-        + p[(v >> 100) & 1023]
-        + p[(v >> 90) & 1023]
-        + p[(v >> 80) & 1023]
-        + p[(v >> 70) & 1023]
-        + p[(v >> 60) & 1023]
-        + p[(v >> 50) & 1023]
-        + p[(v >> 40) & 1023]
-        + p[(v >> 30) & 1023]
-        + p[(v >> 20) & 1023]
-        + p[(v >> 10) & 1023]
-        + p[v & 1023]
-    )
+    """The 26-character text form of a 16-byte id (native: it runs once per search
+    hit). Raises ValueError if raw is not 16 bytes."""
+    return _native.ulid_encode(raw)
 
 
 def decode(text: str) -> bytes:

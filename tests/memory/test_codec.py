@@ -1,0 +1,39 @@
+"""StoredRecord -> Record: every field lands under its own name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from magray.memory import ids
+from magray.memory.codec import StoredRecord
+from magray.memory.record import Layer, Record
+
+
+def test_to_record_maps_every_field_by_name() -> None:
+    raw = ids.new_id()
+    fields = {
+        "layer": Layer.INSIGHTS,
+        "kind": "fact",
+        "tags": ["a", "b"],
+        "project": "proj",
+        "session": "sess",
+        "metadata": {"k": 1},
+        "importance": 0.25,
+    }
+    stored = StoredRecord.create(
+        raw, "the text", fields, created=10.0, updated=20.0, last_access=30.0,
+        access_count=4, fingerprint="fp", label=7, layer_since=15.0,
+    )  # fmt: skip
+    rec = stored.to_record(extra_access=2, last_access=40.0)
+    assert dataclasses.asdict(rec) == dataclasses.asdict(
+        Record(
+            id=ids.encode(raw), text="the text", layer=Layer.INSIGHTS, kind="fact",
+            tags=("a", "b"), project="proj", session="sess", metadata={"k": 1},
+            created_at=10.0, updated_at=20.0, last_access=40.0, access_count=6,
+            importance=0.25, fingerprint="fp", layer_since=15.0,
+        )
+    )  # fmt: skip
+    # Every field distinct, so a swapped pair could not pass.
+    values = [repr(v) for v in dataclasses.astuple(rec)]
+    assert len(set(values)) == len(values)
+    assert stored.to_record().last_access == 30.0
