@@ -11,7 +11,10 @@ candidate lists (top 50 of each mode), so the choice of fusion rests on the same
 
 - ``rrf``: reciprocal rank fusion, k=60, and weighted 1:2 and 2:1 (vector:text);
 - ``blend``: a convex combination of min-max normalised scores, alpha (the vector
-  weight) in 0.3 / 0.4 / 0.5 / 0.6 / 0.7; ``mode="hybrid"`` is the blend at 0.4.
+  weight) in 0.3 / 0.4 / 0.5 / 0.6 / 0.7; ``mode="hybrid"`` is the blend at 0.4;
+- the same blend over two other normalisations: from each score's theoretical
+  minimum (cosine -1, BM25 0) to the list's best, and mean +- 3 sigma (Qdrant's
+  distribution-based fusion).
 
 Cost: ingest with embedding, full text on against off (until add_many returns, and
 until the text index has caught up), and search p50 of hybrid against vector mode on
@@ -63,16 +66,49 @@ def rrf(lists: list[list[str]], weights: list[float], k: int = 60) -> list[str]:
     return [x for x, _ in sorted(fused.items(), key=lambda t: -t[1])]
 
 
-def blend(vec: list[tuple[str, float]], txt: list[tuple[str, float]], alpha: float) -> list[str]:
+def minmax(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    """Min-max over the list: best 1, worst 0 (the engine's normalisation)."""
+    if not pairs:
+        return {}
+    lo, hi = min(s for _, s in pairs), max(s for _, s in pairs)
+    return {x: (s - lo) / (hi - lo) if hi > lo else 1.0 for x, s in pairs}
+
+
+def theoretical_min(floor: float) -> Any:
+    """From the score's theoretical minimum to the list's best (Bruch, Gai, Ingber, "An
+    Analysis of Fusion Functions for Hybrid Retrieval", 2023): cosine from -1, BM25
+    from 0, so a list of near-equal scores is not stretched to [0, 1]."""
+
     def norm(pairs: list[tuple[str, float]]) -> dict[str, float]:
         if not pairs:
             return {}
-        lo, hi = min(s for _, s in pairs), max(s for _, s in pairs)
-        return {x: (s - lo) / (hi - lo) if hi > lo else 1.0 for x, s in pairs}
+        hi = max(s for _, s in pairs)
+        return {x: (s - floor) / (hi - floor) if hi > floor else 1.0 for x, s in pairs}
 
-    v, t = norm(vec), norm(txt)
-    fused = {x: alpha * v.get(x, 0.0) + (1 - alpha) * t.get(x, 0.0) for x in set(v) | set(t)}
-    return [x for x, _ in sorted(fused.items(), key=lambda p: -p[1])]
+    return norm
+
+
+def distribution(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    """Mean +- 3 standard deviations of the list to [0, 1], clipped (Qdrant's
+    distribution-based score fusion)."""
+    if not pairs:
+        return {}
+    scores = [s for _, s in pairs]
+    mu, sd = statistics.fmean(scores), statistics.pstdev(scores) or 1.0
+    return {x: min(1.0, max(0.0, (s - mu + 3 * sd) / (6 * sd))) for x, s in pairs}
+
+
+def blend(
+    vec: list[tuple[str, float]],
+    txt: list[tuple[str, float]],
+    alpha: float,
+    norm_vec: Any = minmax,
+    norm_txt: Any = minmax,
+) -> list[str]:
+    v, t = norm_vec(vec), norm_txt(txt)
+    items = list(dict.fromkeys([x for x, _ in vec] + [x for x, _ in txt]))
+    fused = [(x, alpha * v.get(x, 0.0) + (1 - alpha) * t.get(x, 0.0)) for x in items]
+    return [x for x, _ in sorted(fused, key=lambda p: -p[1])]
 
 
 def bm25s_rankings(docs: list[dict[str, str]], queries: list[dict[str, str]]) -> list[list[str]]:
@@ -139,6 +175,16 @@ def report(
     for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
         fused = [blend(v, t, alpha) for v, t in zip(lists["vector"], lists["text"])]
         rows[f"fusion blend alpha={alpha}"] = score(fused, relevant)
+    for alpha in (0.5, 0.8):
+        norms = (theoretical_min(-1.0), theoretical_min(0.0))
+        fused = [blend(v, t, alpha, *norms) for v, t in zip(lists["vector"], lists["text"])]
+        rows[f"fusion theoretical-min alpha={alpha}"] = score(fused, relevant)
+    for alpha in (0.4, 0.5):
+        fused = [
+            blend(v, t, alpha, distribution, distribution)
+            for v, t in zip(lists["vector"], lists["text"])
+        ]
+        rows[f"fusion distribution alpha={alpha}"] = score(fused, relevant)
     best_single = max(rows["magray vector"][0], rows["magray text (BM25)"][0])
     for row, (mrr, rec) in rows.items():
         print(f"[{label}] {row:<34} MRR@10 {mrr:.3f}  recall@10 {rec:.3f}")
