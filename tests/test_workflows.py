@@ -1,10 +1,12 @@
-"""The GitHub workflows parse, and keep the promises the README makes of them: lint and
-tests on Linux (3.10 and 3.13) and macOS; wheels on tags; publishing only from a
-version tag, by trusted publishing. (actionlint itself is not run here: its Python
-package downloads the binary from GitHub when it is installed.)"""
+"""The GitHub workflows pass actionlint, and keep the promises the README makes of them:
+lint and tests on Linux (3.10 and 3.13) and macOS; wheels on tags; publishing only
+from a version tag, by trusted publishing."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,16 @@ import pytest
 yaml = pytest.importorskip("yaml")
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
+
+
+def test_actionlint_is_clean() -> None:
+    # Runner labels, action versions and their inputs, expressions, permissions.
+    exe = shutil.which("actionlint") or str(Path(sys.executable).with_name("actionlint"))
+    if not Path(exe).exists():
+        pytest.skip("actionlint is not installed (the test extra installs it on Linux x86-64)")
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    proc = subprocess.run([exe, *files], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _load(name: str) -> dict[str, Any]:
