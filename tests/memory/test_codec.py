@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from magray.memory import ids
-from magray.memory.codec import StoredRecord
+from magray.memory.codec import StoredRecord, record_of
 from magray.memory.record import Layer, Record
 
 
@@ -37,3 +37,19 @@ def test_to_record_maps_every_field_by_name() -> None:
     values = [repr(v) for v in dataclasses.astuple(rec)]
     assert len(set(values)) == len(values)
     assert stored.to_record().last_access == 30.0
+
+
+def test_record_of_a_stored_value_is_to_record() -> None:
+    raw = ids.new_id()
+    fields = {
+        "layer": Layer.ASSETS, "kind": "doc", "tags": ["t"], "project": None,
+        "session": "s", "metadata": {"a": [1, 2]}, "importance": 0.9,
+    }  # fmt: skip
+    stored = StoredRecord.create(
+        raw, "text", fields, created=1.5, updated=2.5, last_access=3.5, access_count=1,
+        fingerprint="fp", label=3, layer_since=2.0,
+    )  # fmt: skip
+    value = stored.encode()
+    assert record_of(raw, value) == stored.to_record()
+    assert record_of(raw, value, 3, 9.0) == stored.to_record(3, 9.0)
+    assert record_of(raw, value, 1, 1.0).last_access == 3.5  # never moves back

@@ -152,6 +152,48 @@ class StoredRecord:
         )
 
 
+def record_of(raw_id: bytes, raw: bytes, extra_access: int = 0, last_access: float = 0.0) -> Record:
+    """The public Record of a stored value with extra_access accesses and last_access
+    (Unix seconds) not yet written, built straight from the value: search, get and
+    recent make one per result, and skipping the StoredRecord halves the cost. The same
+    mapping as StoredRecord.to_record (test_codec holds the two together). Raises
+    CorruptStoreError for a value of another format."""
+    (
+        text,
+        layer,
+        kind,
+        tags,
+        project,
+        session,
+        metadata,
+        created_at,
+        updated_at,
+        last,
+        access_count,
+        importance,
+        fingerprint,
+        _label,
+        layer_since,
+    ) = unpack(raw)
+    return Record(
+        ids.encode(raw_id),
+        text,
+        Layer.from_code(layer),
+        kind,
+        tuple(tags),
+        project,
+        session,
+        metadata,
+        created_at,
+        updated_at,
+        last if last >= last_access else last_access,
+        access_count + extra_access,
+        importance,
+        fingerprint,
+        layer_since,
+    )
+
+
 def layer_time_key(layer: Layer, created_at: float, raw_id: bytes) -> bytes:
     return bytes((layer.code,)) + u64(int(created_at * 1000)) + raw_id
 

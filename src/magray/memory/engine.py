@@ -58,6 +58,7 @@ from magray.memory.codec import (
     layer_time_key,
     lifecycle_summary,
     read_summaries,
+    record_of,
     text_key,
     vector_bytes,
     vectors_from,
@@ -971,7 +972,7 @@ class Memory:
         out = []
         for rid, raw in zip(rids, self.store.multi_get("records", rids)):
             if raw is not None:
-                out.append(self._to_record(StoredRecord.decode(rid, raw)))
+                out.append(self._record(rid, raw))
         return out
 
     def get(self, id: str) -> Record | None:
@@ -981,7 +982,14 @@ class Memory:
         raw = self.store.get("records", rid)
         if raw is None:
             return None
-        return self._to_record(StoredRecord.decode(rid, raw))
+        return self._record(rid, raw)
+
+    def _record(self, rid: bytes, raw: bytes) -> Record:
+        """The Record of a stored value, with the accesses not yet flushed."""
+        p = self._pending.get(rid)
+        if p is None:
+            return record_of(rid, raw)
+        return record_of(rid, raw, p.count, p.last)
 
     def _to_record(self, rec: StoredRecord) -> Record:
         p = self._pending.get(rec.raw_id)
@@ -1145,7 +1153,7 @@ class Memory:
             self._touch([rid for _, rid, _ in kept])
         hits = []
         for score, rid, raw in kept:
-            record = self._to_record(StoredRecord.decode(rid, raw))
+            record = self._record(rid, raw)
             sig = {"vector": score} if mode == "vector" else by_rid.get(rid, {})
             hits.append(Hit(record.id, float(score), record.layer, record, sig))
         return hits
