@@ -19,6 +19,7 @@ from the store, whenever it is missing, stale or damaged.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -27,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +93,25 @@ class _NothingToWrite(Exception):
 
 _LOG = logging.getLogger("magray.memory")
 Clock = Callable[[], float]
+
+_OPEN: weakref.WeakSet[Memory] = weakref.WeakSet()  # stores this process has not closed
+if hasattr(os, "register_at_fork"):  # a forked child must not close its parent's stores
+    os.register_at_fork(after_in_child=_OPEN.clear)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the stores a program leaves open, as Python flushes open files at exit.
+
+    Without it, a graph build still running in its daemon thread is torn down inside
+    hnswlib by the interpreter's shutdown, and the process aborts (SIGABRT) instead of
+    exiting; closing waits for the build, flushes access statistics and saves the index
+    snapshot, so the next open does not rebuild either."""
+    for mem in list(_OPEN):
+        try:
+            mem.close()
+        except Exception:
+            _LOG.exception("closing the store at %s at exit failed", mem.path)
 
 
 def _give_direction(texts: Sequence[str], vecs: np.ndarray) -> None:
@@ -218,6 +239,7 @@ class Memory:
                 target=self._maintain, name="magray-maintenance", daemon=True
             )
             self._worker.start()
+        _OPEN.add(self)
 
     # -- opening ----------------------------------------------------------------------
 
@@ -528,6 +550,7 @@ class Memory:
         if self._closed or getattr(self, "_closing", False):
             return
         self._closing = True
+        _OPEN.discard(self)
         try:
             self._close()
         finally:
