@@ -335,6 +335,7 @@ def bar_batching(work: Path, model: str, clients: int, per_client: int, rounds: 
     fresh texts each round so that no cache answers; medians over rounds."""
     import magray
 
+    model_ceiling(model, clients * per_client // 2)
     labels = {"batched": [], "one call per request": ["--batch-max", "1"]}
     servers = {}
     results: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
@@ -360,6 +361,29 @@ def bar_batching(work: Path, model: str, clients: int, per_client: int, rounds: 
         )
     ratio = median_of(results["batched"], "qps") / median_of(results["one call per request"], "qps")
     report(f"dynamic batching throughput ratio = {ratio:.2f}x (bar >= 1.5x)")
+
+
+def model_ceiling(model: str, n: int) -> None:
+    """What batching can give at most here: the model alone, in this process, embedding
+    the same kind of query texts one per call and 16 per call (the most a batch of 8
+    clients' requests reaches under load is 8)."""
+    from magray.embed.onnx import OnnxEmbedder
+
+    emb = OnnxEmbedder(model)
+    texts = [f"what did client {c} note about topic {i} and item {i * 7919 % 1000}?"
+             for c in range(8) for i in range(n)][:n]  # fmt: skip
+    emb.embed_query(texts[:16])
+    rates = {}
+    for size in (1, 8, 16):
+        t0 = time.perf_counter()
+        for i in range(0, len(texts), size):
+            emb.embed_query(texts[i : i + size])
+        rates[size] = len(texts) / (time.perf_counter() - t0)
+    report(
+        f"the model alone, {n} query texts: {rates[1]:.0f} texts/s one per call, "
+        f"{rates[8]:.0f} in batches of 8 ({rates[8] / rates[1]:.2f}x), {rates[16]:.0f} in "
+        f"batches of 16 ({rates[16] / rates[1]:.2f}x): the ceiling of the batching ratio"
+    )
 
 
 def bar_sigkill(work: Path, trials: int) -> None:
