@@ -40,6 +40,13 @@ def test_add_search_get_list_stats(run: Callable[..., Result]) -> None:
     assert len(run("memory", "list", "--json").json()) == 2
     st = run("memory", "stats", "--json").json()
     assert st["records"] == 2 and st["layers"]["interact"]["records"] == 2
+    # The text forms: readable fields, no Python reprs.
+    shown = run("memory", "get", rid).out
+    assert "tags          ops, secrets" in shown and "  source  chat" in shown
+    for args in (("memory", "stats"), ("status",)):
+        out = run(*args).out
+        assert "None" not in out and "{" not in out
+        assert "index     exact, 2 records (all layers)" in out
 
 
 def test_json_output_is_only_json(run: Callable[..., Result]) -> None:
@@ -328,7 +335,9 @@ def test_models_pull_through_a_hub_resumes_and_then_serves_offline(
         hub.add_repo("sentence-transformers/all-MiniLM-L6-v2", files)
         hub.queued[ONNX] = ["truncate"]
         env = {"HF_ENDPOINT": hub.url}
-        assert "-" in run("models", "list", extra_env=env).out.splitlines()[0]
+        header, first = run("models", "list", extra_env=env).out.splitlines()[:2]
+        assert header.split() == ["NAME", "DIM", "STATE", "DESCRIPTION"]
+        assert first.split()[:3] == ["all-MiniLM-L6-v2", "384", "-"]  # not installed yet
         pulled = run("models", "pull", "all-MiniLM-L6-v2", "--json", extra_env=env)
         assert pulled.code == 0, pulled.err
         requests = hub.content_requests(ONNX)
@@ -347,6 +356,15 @@ def test_models_pull_through_a_hub_resumes_and_then_serves_offline(
     assert again.code == 0, again.err
     assert Path(again.json()["path"]).parent == tmp_path / "other-models"
     assert again.json()["already_installed"] is False
+    # info prints one line per field; the files as one indented line each, no reprs.
+    shown = run("models", "info", "all-MiniLM-L6-v2", extra_env=offline).out
+    assert "{" not in shown and "None" not in shown
+    lines = shown.splitlines()
+    files = next(i for i, line in enumerate(lines) if line.startswith("files "))
+    count = int(lines[files].split()[1])
+    listed_files = lines[files + 1 : files + 1 + count]
+    assert all(line.startswith("  ") and "sha256=" in line for line in listed_files)
+    assert any(line.split()[0] == ONNX for line in listed_files)
     third = run("models", "pull", "all-MiniLM-L6-v2", extra_env=offline)
     assert third.code == 0 and "is already installed" in third.out
     assert run("models", "verify", extra_env=offline).code == 0

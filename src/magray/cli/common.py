@@ -65,13 +65,39 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, default=_jsonable) + "\n")
 
 
+def index_line(index: dict[str, Any]) -> str:
+    """One line for the vector index of stats(): state, size, deleted rows in the graph."""
+    line = f"{index['state']}, {index['records']} records (all layers)"
+    if index.get("deleted_in_graph"):
+        line += f", {index['deleted_in_graph']} deleted still in the graph"
+    return line
+
+
 def emit_fields(data: dict[str, Any], as_json: bool, width: int = 16) -> None:
-    """A flat mapping as JSON, or as one "key  value" line per field."""
+    """A mapping as JSON, or as one "key  value" line per field: None and empty text
+    show as "-", a list as its items joined by commas, and a mapping as a line with its
+    size followed by one indented line per entry (a mapping entry as "k=v" pairs)."""
     if as_json:
         emit_json(data)
         return
     for key, value in data.items():
-        click.echo(f"{key:{width}} {value}")
+        if isinstance(value, dict):
+            click.echo(f"{key:{width}} {len(value)}")
+            inner = max((len(str(k)) for k in value), default=0)
+            for k, v in value.items():
+                click.echo(f"  {str(k):{inner}}  {_field_text(v)}")
+        else:
+            click.echo(f"{key:{width}} {_field_text(value)}")
+
+
+def _field_text(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_field_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_field_text(v) for v in value) or "-"
+    return str(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from magray.cli.common import Ctx, UserPath, console, emit_fields, emit_json, json_option
+from magray.cli.common import (
+    Ctx,
+    UserPath,
+    console,
+    emit_fields,
+    emit_json,
+    index_line,
+    json_option,
+)
 
 LAYERS = ["interact", "insights", "assets"]
 
@@ -460,8 +468,9 @@ def stats(ctx: Ctx, as_json: bool) -> None:
         emit_json(st)
         return
     for layer, info in st["layers"].items():
-        click.echo(f"{layer:9} {info.get('records', 0):>9} records  index: {info.get('index')}")
+        click.echo(f"{layer:9} {info.get('records', 0):>9} records")
     click.echo(f"total     {st['records']:>9}   dim {st['dim']}  fingerprint {st['fingerprint']}")
+    click.echo(f"index     {index_line(st['index'])}")
 
 
 def _report(report: Any, as_json: bool) -> None:

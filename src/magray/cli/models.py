@@ -24,6 +24,7 @@ def list_(as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
+    click.echo(f"{'NAME':24} {'DIM':>5}  {'STATE':9}  DESCRIPTION")
     for r in rows:
         mark = "installed" if r.get("installed") else ("hf-cache" if r.get("in_hf_cache") else "-")
         click.echo(

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from magray.cli.common import Ctx, emit_fields, emit_json, json_option
+from magray.cli.common import Ctx, emit_fields, emit_json, index_line, json_option
 
 
 def _mb(n: float) -> str:
@@ -57,7 +57,8 @@ def status(ctx: Ctx, as_json: bool) -> None:
         return
     out = [f"magray {__version__}", f"store     {path}  ({_mb(st['store_bytes'])})"]
     for layer, info in st["layers"].items():
-        out.append(f"  {layer:9} {info.get('records', 0):>9} records   index {info.get('index')}")
+        out.append(f"  {layer:9} {info.get('records', 0):>9} records")
+    out.append(f"index     {index_line(st['index'])}")
     e = st["embedder"] or {}
     out.append(
         f"embedder  {e.get('name', 'none (vector-only)')}  {e.get('provider', '')}  "
