@@ -71,7 +71,11 @@ class MemoryConfig:
     # Limits and durability.
     max_text_bytes: int = 1 << 20
     sync_writes: bool = True  # fsync the write-ahead log on every write: survives power loss
-    access_flush_seconds: float = 1.0  # batched access statistics reach the store this often
+    # Access statistics of searches are batched in memory and written once no search has
+    # run for access_flush_seconds, and under continuous search load at least every
+    # access_flush_max_seconds (the write costs CPU that searches would wait for).
+    access_flush_seconds: float = 1.0
+    access_flush_max_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -108,6 +112,7 @@ class MemoryConfig:
             "index_threads",
             "assets_min_age",
             "access_flush_seconds",
+            "access_flush_max_seconds",
             "cache_l1_bytes",
             "cache_l2_bytes",
             "cache_redis_ttl",

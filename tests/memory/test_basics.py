@@ -9,6 +9,7 @@ import pytest
 import magray
 from magray import InvalidInputError, Layer, NotFoundError
 from magray.memory import ids
+from magray.memory.codec import StoredRecord
 
 from .conftest import FakeClock, unit_vectors
 
@@ -118,6 +119,75 @@ def test_update_keeps_pending_access_counts(store_path: Path, clock: FakeClock) 
         assert m.add("kappa lambda note", layer="insights") == a  # duplicate detection moved
     with magray.open(store_path, embedder="hash", clock=clock) as m:
         assert m.get(a).access_count == 3
+
+
+def test_access_flush_writes_in_chunks_and_keeps_what_failed(
+    store_path: Path, clock: FakeClock
+) -> None:
+    # 10 records in chunks of 4: the second write fails, so the first 4 are written and
+    # the other 6 stay pending; the next flush writes them, and nothing counts twice.
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        made = m.add_many([f"note number {i}" for i in range(10)])
+        m._FLUSH_CHUNK = 4
+        m._touch([ids.decode(x) for x in made])
+        real, calls = m.store.write, []
+
+        def failing(batch: Any, *, durable: bool = True) -> None:
+            calls.append(durable)
+            if len(calls) == 2:
+                raise OSError("injected")
+            real(batch, durable=durable)
+
+        m.store.write = failing
+        with pytest.raises(OSError):
+            m._flush_access()
+        m.store.write = real
+        stored = [m.store.get("records", ids.decode(x)) for x in made]
+        counts = [StoredRecord.decode(ids.decode(x), v).access_count for x, v in zip(made, stored)]
+        assert sorted(counts) == [0] * 6 + [1] * 4
+        assert len(m._pending) == 6
+        m._flush_access()
+        assert m._pending == {}
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        assert [m.get(x).access_count for x in made] == [1] * 10
+        # The lifecycle summaries agree with the records (promotion plans from them).
+        import struct
+
+        summaries = [struct.unpack("<dQdd", v) for _k, v in m.store.scan("layer_time")]
+        assert [s[1] for s in summaries] == [1] * 10
+
+
+def test_access_statistics_wait_for_a_pause_in_searches(tmp_path: Path) -> None:
+    import time
+
+    # The policy, with the clocks set by hand (the maintenance thread sleeps an hour).
+    slow = {"access_flush_seconds": 3600.0, "access_flush_max_seconds": 7200.0}
+    with magray.open(tmp_path / "a", embedder="hash", config=slow) as m:
+        made = m.add_many([f"note number {i}" for i in range(5)])
+        m._touch([ids.decode(made[0])])
+        now = time.monotonic()
+        m._last_touch, m._last_flush = now, now
+        assert not m._access_due()  # searching right now: wait
+        m._last_touch = now - 3601
+        assert m._access_due()  # searches paused for longer than access_flush_seconds
+        m._last_touch, m._last_flush = now, now - 7201
+        assert m._access_due()  # under load, but the last write is too old
+        m._last_flush = now
+        m._PENDING_MAX = 1
+        assert m._access_due()  # too many records waiting
+        m._pending.clear()
+        assert not m._access_due()  # nothing to write
+
+    # For real: once searches stop, the maintenance thread writes what they counted.
+    with magray.open(tmp_path / "b", embedder="hash", config={"access_flush_seconds": 0.1}) as m:
+        rid = ids.decode(m.add("note number one"))
+        m.search("note number", k=1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if StoredRecord.decode(rid, m.store.get("records", rid)).access_count:
+                break
+            time.sleep(0.05)
+        assert StoredRecord.decode(rid, m.store.get("records", rid)).access_count == 1
 
 
 def test_bad_input_is_rejected_and_writes_nothing(store_path: Path) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from magray.memory import ids
-from magray.memory.codec import StoredRecord, record_of
+from magray.memory.codec import (
+    StoredRecord,
+    layer_time_key,
+    lifecycle_summary,
+    record_of,
+    with_access,
+)
 from magray.memory.record import Layer, Record
 
 
@@ -53,3 +59,23 @@ def test_record_of_a_stored_value_is_to_record() -> None:
     assert record_of(raw, value) == stored.to_record()
     assert record_of(raw, value, 3, 9.0) == stored.to_record(3, 9.0)
     assert record_of(raw, value, 1, 1.0).last_access == 3.5  # never moves back
+
+
+def test_with_access_is_decode_add_encode() -> None:
+    raw = ids.new_id()
+    fields = {
+        "layer": Layer.INSIGHTS, "kind": "note", "tags": ["x"], "project": "p",
+        "session": None, "metadata": {}, "importance": 0.4,
+    }  # fmt: skip
+    stored = StoredRecord.create(
+        raw, "t", fields, created=1_700_000_000.123, last_access=1_700_000_050.0,
+        access_count=2, layer_since=1_700_000_010.0,
+    )  # fmt: skip
+    for count, last in ((3, 1_700_000_100.0), (1, 1_600_000_000.0)):  # later, and earlier
+        value, key, summary = with_access(raw, stored.encode(), count, last)
+        expect = StoredRecord.decode(raw, stored.encode())
+        expect.access_count += count
+        expect.last_access = max(expect.last_access, last)
+        assert value == expect.encode()
+        assert key == layer_time_key(expect.layer, expect.created_at, raw)
+        assert summary == lifecycle_summary(expect)

@@ -205,6 +205,33 @@ _SUMMARY_DTYPE = np.dtype(
 _NO_SUMMARY = bytes(_SUMMARY.size)
 
 
+# Positions in a stored record's field list (StoredRecord.__init__ and encode give the order).
+_F_LAYER, _F_CREATED, _F_LAST_ACCESS, _F_ACCESS_COUNT, _F_IMPORTANCE, _F_LAYER_SINCE = (
+    1, 7, 9, 10, 11, 14,
+)  # fmt: skip
+
+
+def with_access(raw_id: bytes, raw: bytes, count: int, last: float) -> tuple[bytes, bytes, bytes]:
+    """A stored record with count more accesses, the latest at last (Unix seconds), as
+    (its new value, its ``layer_time`` key, that key's new summary): the access flush
+    writes these for every record searched since the last one, without building a
+    StoredRecord. The same result as StoredRecord's decode, then adding the accesses,
+    encode and lifecycle_summary (test_codec holds them together). Raises
+    CorruptStoreError for a value of another format."""
+    fields = unpack(raw)
+    fields[_F_ACCESS_COUNT] += count
+    if last > fields[_F_LAST_ACCESS]:
+        fields[_F_LAST_ACCESS] = last
+    key = bytes((fields[_F_LAYER],)) + u64(int(fields[_F_CREATED] * 1000)) + raw_id
+    summary = _SUMMARY.pack(
+        fields[_F_IMPORTANCE],
+        fields[_F_ACCESS_COUNT],
+        fields[_F_LAST_ACCESS],
+        fields[_F_LAYER_SINCE],
+    )
+    return pack(fields), key, summary
+
+
 def lifecycle_summary(rec: StoredRecord) -> bytes:
     """The value of rec's ``layer_time`` key (32 bytes): what the lifecycle rules read,
     written with every write of rec so that planning scans keys instead of records."""

@@ -64,6 +64,7 @@ from magray.memory.codec import (
     text_key,
     vector_bytes,
     vectors_from,
+    with_access,
 )
 from magray.memory.fusion import blend
 from magray.memory.index import SNAPSHOT_DIR, Filter, Interner, Row, VectorIndex
@@ -170,6 +171,8 @@ class Memory:
         self._wlock = threading.RLock()  # serialises every change to store and indexes
         self._access_lock = threading.Lock()
         self._pending: dict[bytes, _Pending] = {}
+        self._last_touch = 0.0  # time.monotonic() of the last access counted
+        self._last_flush = time.monotonic()  # ... and of the last access flush
         self._strings = Interner()
         self._lock: WriterLock | None = None
         self._secondary: Path | None = None
@@ -1256,6 +1259,7 @@ class Memory:
         next access flush writes them."""
         if now is None:
             now = self._clock()
+        self._last_touch = time.monotonic()
         with self._access_lock:
             pending = self._pending
             for rid in rids:
@@ -1265,28 +1269,57 @@ class Memory:
                 p.count += 1
                 p.last = max(p.last, now)
 
+    _PENDING_MAX = 100_000  # records with unwritten accesses: past this, write them now
+
+    def _access_due(self) -> bool:
+        """Whether the maintenance thread should write pending access statistics now:
+        when searches have paused for access_flush_seconds, when the last write is
+        access_flush_max_seconds old, or when too many records wait."""
+        if not self._pending:
+            return False
+        now = time.monotonic()
+        cfg = self.config
+        return (
+            now - self._last_touch >= cfg.access_flush_seconds
+            or now - self._last_flush >= cfg.access_flush_max_seconds
+            or len(self._pending) >= self._PENDING_MAX
+        )
+
+    _FLUSH_CHUNK = 128  # records per write batch of the access flush (about 0.6 ms)
+
     def _flush_access(self) -> None:
-        """Write pending access statistics in one batch (read-modify-write under the lock)."""
+        """Write pending access statistics (read-modify-write under the lock), in
+        batches of _FLUSH_CHUNK records: the RocksDB binding holds the GIL while it
+        writes, so one batch of thousands of records would stall every search."""
         if self.read_only:
             return
         with self._wlock:
             with self._access_lock:
                 pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
             if not pending:
                 return
             keys = list(pending)
-            b = self.store.batch()
+            records = self.store.handle["records"]
+            layer_time = self.store.handle["layer_time"]
+            done = 0
             try:
-                for rid, raw in zip(keys, self.store.multi_get("records", keys)):
-                    if raw is None:
-                        continue
-                    rec = StoredRecord.decode(rid, raw)
-                    pending[rid].apply(rec)
-                    self._put_record(b, rec)
-                self.store.write(b, durable=False)
+                for start in range(0, len(keys), self._FLUSH_CHUNK):
+                    chunk = keys[start : start + self._FLUSH_CHUNK]
+                    b = self.store.batch()
+                    for rid, raw in zip(chunk, self.store.multi_get("records", chunk)):
+                        if raw is None:
+                            continue
+                        p = pending[rid]
+                        value, key, summary = with_access(rid, raw, p.count, p.last)
+                        b.put(rid, value, records)
+                        b.put(key, summary, layer_time)
+                    self.store.write(b, durable=False)
+                    done = start + len(chunk)
             except BaseException:
                 with self._access_lock:  # not written: keep them for the next flush
-                    for rid, p in pending.items():
+                    for rid in keys[done:]:
+                        p = pending[rid]
                         self._pending[rid] = p.merge(self._pending.get(rid, _Pending()))
                 raise
 
@@ -1645,7 +1678,8 @@ class Memory:
     def _maintain(self) -> None:
         while not self._stop.wait(self.config.access_flush_seconds):
             try:
-                self._flush_access()
+                if self._access_due():
+                    self._flush_access()
                 idx = self._index
                 if idx is not None:
                     if idx.needs_graph() or idx.needs_rebuild():
