@@ -358,11 +358,12 @@ def test_offline_force_and_a_damaged_install_recheck_the_cache(
         fill_cache_like_another_tool(other, REPO, files)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = pull(TINY.name, progress=False)
-    first = json.loads((path / MANIFEST).read_text())["installed_at"]
 
     # --force offline installs again from the cache, every file hashed again.
     again = pull(TINY.name, progress=False, force=True)
     assert again == path and verify(TINY.name) == [(TINY.name, True, [])]
+    # (Taken after the forced install: it rewrites the manifest, in a later second or not.)
+    first = json.loads((path / MANIFEST).read_text())["installed_at"]
 
     # A cached file cut short: a plain pull notices (sizes), re-checks the cache, rejects
     # and evicts the blob, and installs nothing new.
