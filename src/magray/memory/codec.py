@@ -222,7 +222,7 @@ def with_access(raw_id: bytes, raw: bytes, count: int, last: float) -> tuple[byt
     fields[_F_ACCESS_COUNT] += count
     if last > fields[_F_LAST_ACCESS]:
         fields[_F_LAST_ACCESS] = last
-    key = bytes((fields[_F_LAYER],)) + u64(int(fields[_F_CREATED] * 1000)) + raw_id
+    key = layer_time_key(Layer.from_code(fields[_F_LAYER]), fields[_F_CREATED], raw_id)
     summary = _SUMMARY.pack(
         fields[_F_IMPORTANCE],
         fields[_F_ACCESS_COUNT],
