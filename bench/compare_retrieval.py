@@ -66,14 +66,6 @@ def rrf(lists: list[list[str]], weights: list[float], k: int = 60) -> list[str]:
     return [x for x, _ in sorted(fused.items(), key=lambda t: -t[1])]
 
 
-def minmax(pairs: list[tuple[str, float]]) -> dict[str, float]:
-    """Min-max over the list: best 1, worst 0 (the engine's normalisation)."""
-    if not pairs:
-        return {}
-    lo, hi = min(s for _, s in pairs), max(s for _, s in pairs)
-    return {x: (s - lo) / (hi - lo) if hi > lo else 1.0 for x, s in pairs}
-
-
 def theoretical_min(floor: float) -> Any:
     """From the score's theoretical minimum to the list's best (Bruch, Gai, Ingber, "An
     Analysis of Fusion Functions for Hybrid Retrieval", 2023): cosine from -1, BM25
@@ -102,13 +94,18 @@ def blend(
     vec: list[tuple[str, float]],
     txt: list[tuple[str, float]],
     alpha: float,
-    norm_vec: Any = minmax,
-    norm_txt: Any = minmax,
+    norm_vec: Any = None,
+    norm_txt: Any = None,
 ) -> list[str]:
-    v, t = norm_vec(vec), norm_txt(txt)
-    items = list(dict.fromkeys([x for x, _ in vec] + [x for x, _ in txt]))
-    fused = [(x, alpha * v.get(x, 0.0) + (1 - alpha) * t.get(x, 0.0)) for x in items]
-    return [x for x, _ in sorted(fused, key=lambda p: -p[1])]
+    """The engine's fusion (magray.memory.fusion.blend), min-max unless other
+    normalisations are given, as a ranking of ids."""
+    from magray.memory.fusion import blend as fuse
+    from magray.memory.fusion import minmax
+
+    fused = fuse(
+        vec, txt, alpha, normalise_vector=norm_vec or minmax, normalise_text=norm_txt or minmax
+    )
+    return [x for x, _ in fused]
 
 
 def bm25s_rankings(docs: list[dict[str, str]], queries: list[dict[str, str]]) -> list[list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from magray.memory.fusion import ALPHA, blend
+from magray.memory.fusion import ALPHA, blend, minmax
 
 
 def test_the_weights_are_the_measured_ones() -> None:
@@ -30,3 +30,20 @@ def test_a_clear_text_hit_beats_a_vector_favourite() -> None:
 def test_a_list_of_equal_scores_counts_as_all_best() -> None:
     assert dict(blend([("a", 0.5), ("b", 0.5)], [])) == pytest.approx({"a": 0.4, "b": 0.4})
     assert blend([], []) == []
+
+
+def test_other_normalisations_go_through_the_same_blend() -> None:
+    # Raw scores (no rescaling) on the vector side, divide-by-best on the text side.
+    def raw(pairs: list[tuple[str, float]]) -> dict[str, float]:
+        return dict(pairs)
+
+    def by_best(pairs: list[tuple[str, float]]) -> dict[str, float]:
+        best = max(s for _, s in pairs)
+        return {x: s / best for x, s in pairs}
+
+    fused = dict(
+        blend([("a", 0.5), ("b", 0.25)], [("b", 8.0)], 0.5, normalise_vector=raw,
+              normalise_text=by_best)
+    )  # fmt: skip
+    assert fused == pytest.approx({"a": 0.25, "b": 0.125 + 0.5})
+    assert minmax([("a", 2.0), ("b", 1.0), ("c", 0.0)]) == {"a": 1.0, "b": 0.5, "c": 0.0}

@@ -25,7 +25,7 @@ Evidence Combination", SIGIR 1997.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T", bound=Hashable)
@@ -33,7 +33,12 @@ T = TypeVar("T", bound=Hashable)
 ALPHA = 0.4  # weight of the vector signal; the text signal gets 1 - ALPHA
 
 
-def _normalised(pairs: Sequence[tuple[T, float]]) -> dict[T, float]:
+Normalise = Callable[[Sequence[tuple[T, float]]], dict[T, float]]
+
+
+def minmax(pairs: Sequence[tuple[T, float]]) -> dict[T, float]:
+    """item -> score rescaled to [0, 1] over the list (best 1, worst 0; a list of one,
+    or of equal scores, is all 1)."""
     if not pairs:
         return {}
     lo = min(s for _, s in pairs)
@@ -43,13 +48,21 @@ def _normalised(pairs: Sequence[tuple[T, float]]) -> dict[T, float]:
 
 
 def blend(
-    vector: Sequence[tuple[T, float]], text: Sequence[tuple[T, float]], alpha: float = ALPHA
+    vector: Sequence[tuple[T, float]],
+    text: Sequence[tuple[T, float]],
+    alpha: float = ALPHA,
+    *,
+    normalise_vector: Normalise[T] = minmax,
+    normalise_text: Normalise[T] = minmax,
 ) -> list[tuple[T, float]]:
-    """(item, fused score in [0, 1]) best first over the items of both lists, each a
-    sequence of (item, score) with higher scores better. Equal fused scores keep the
-    order in which items were first seen (vector list first)."""
-    v = _normalised(vector)
-    t = _normalised(text)
+    """(item, fused score) best first over the items of both lists, each a sequence of
+    (item, score) with higher scores better: ``alpha * vector + (1 - alpha) * text`` of
+    the normalised scores (min-max unless told otherwise: the benchmark compares other
+    normalisations through the same function), a missing signal counting 0. With
+    min-max the fused score is in [0, 1]. Equal fused scores keep the order in which
+    items were first seen (vector list first)."""
+    v = normalise_vector(vector)
+    t = normalise_text(text)
     items = list(dict.fromkeys([x for x, _ in vector] + [x for x, _ in text]))
     fused = [(x, alpha * v.get(x, 0.0) + (1.0 - alpha) * t.get(x, 0.0)) for x in items]
     return sorted(fused, key=lambda p: -p[1])
