@@ -141,7 +141,7 @@ def test_redis_down_slow_or_gone_mid_run_loses_nothing(tmp_path: Path, redis_ser
         st = mem.stats()["cache_redis"]
         assert st["state"] == "open" and st["errors"] >= 1 and st["last_error"]
         redis_server.start()
-        mem._l3.breaker.reset()  # (the breaker would retry by itself after reset_timeout)
+        mem._embedding.l3.breaker.reset()  # (the breaker would retry by itself after reset_timeout)
         ids += mem.add_many(texts[300:])
         assert mem.stats()["cache_redis"]["state"] == "closed"
         assert len(set(ids)) == 400 and mem.stats()["records"] == 400

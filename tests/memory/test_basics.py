@@ -128,7 +128,7 @@ def test_access_flush_writes_in_chunks_and_keeps_what_failed(
     # the other 6 stay pending; the next flush writes them, and nothing counts twice.
     with magray.open(store_path, embedder="hash", clock=clock) as m:
         made = m.add_many([f"note number {i}" for i in range(10)])
-        m._FLUSH_CHUNK = 4
+        m._access.FLUSH_CHUNK = 4
         m._touch([ids.decode(x) for x in made])
         real, calls = m.store.write, []
 
@@ -145,9 +145,9 @@ def test_access_flush_writes_in_chunks_and_keeps_what_failed(
         stored = [m.store.get("records", ids.decode(x)) for x in made]
         counts = [StoredRecord.decode(ids.decode(x), v).access_count for x, v in zip(made, stored)]
         assert sorted(counts) == [0] * 6 + [1] * 4
-        assert len(m._pending) == 6
+        assert len(m._access) == 6
         m._flush_access()
-        assert m._pending == {}
+        assert m._access.pending == {}
     with magray.open(store_path, embedder="hash", clock=clock) as m:
         assert [m.get(x).access_count for x in made] == [1] * 10
         # The lifecycle summaries agree with the records (promotion plans from them).
@@ -166,17 +166,17 @@ def test_access_statistics_wait_for_a_pause_in_searches(tmp_path: Path) -> None:
         made = m.add_many([f"note number {i}" for i in range(5)])
         m._touch([ids.decode(made[0])])
         now = time.monotonic()
-        m._last_touch, m._last_flush = now, now
-        assert not m._access_due()  # searching right now: wait
-        m._last_touch = now - 3601
-        assert m._access_due()  # searches paused for longer than access_flush_seconds
-        m._last_touch, m._last_flush = now, now - 7201
-        assert m._access_due()  # under load, but the last write is too old
-        m._last_flush = now
-        m._PENDING_MAX = 1
-        assert m._access_due()  # too many records waiting
-        m._pending.clear()
-        assert not m._access_due()  # nothing to write
+        m._access.last_touch, m._access.last_flush = now, now
+        assert not m._access.due()  # searching right now: wait
+        m._access.last_touch = now - 3601
+        assert m._access.due()  # searches paused for longer than access_flush_seconds
+        m._access.last_touch, m._access.last_flush = now, now - 7201
+        assert m._access.due()  # under load, but the last write is too old
+        m._access.last_flush = now
+        m._access.PENDING_MAX = 1
+        assert m._access.due()  # too many records waiting
+        m._access.pending.clear()
+        assert not m._access.due()  # nothing to write
 
     # For real: once searches stop, the maintenance thread writes what they counted.
     with magray.open(tmp_path / "b", embedder="hash", config={"access_flush_seconds": 0.1}) as m:

@@ -50,6 +50,7 @@ from magray.errors import (
 )
 from magray.memory import ids as idcodec
 from magray.memory import validate
+from magray.memory.access import AccessLog, Pending
 from magray.memory.codec import (
     OP_ADD,
     OP_DEL,
@@ -64,11 +65,12 @@ from magray.memory.codec import (
     text_key,
     vector_bytes,
     vectors_from,
-    with_access,
 )
+from magray.memory.embedding import EmbeddingPath
 from magray.memory.fusion import blend
 from magray.memory.index import SNAPSHOT_DIR, Filter, Interner, Row, VectorIndex
 from magray.memory.lock import WriterLock
+from magray.memory.observe import Instruments
 from magray.memory.query import plan as query_plan
 from magray.memory.query import rank
 from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Move, Record
@@ -115,37 +117,6 @@ def _close_at_exit() -> None:
             _LOG.exception("closing the store at %s at exit failed", mem.path)
 
 
-def _give_direction(texts: Sequence[str], vecs: np.ndarray) -> None:
-    """Replace zero rows of vecs (in place) by their texts' fallback directions."""
-    zero = ~vecs.any(axis=1)
-    if zero.any():
-        from magray.embed.base import fallback_directions
-
-        rows = np.flatnonzero(zero)
-        vecs[rows] = fallback_directions([texts[int(i)] for i in rows], vecs.shape[1])
-
-
-class _Pending:
-    """Access statistics waiting for the next batched write."""
-
-    __slots__ = ("count", "last")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last = 0.0
-
-    def merge(self, other: _Pending) -> _Pending:
-        """Add other's statistics to these (a failed write hands them back)."""
-        self.count += other.count
-        self.last = max(self.last, other.last)
-        return self
-
-    def apply(self, rec: StoredRecord) -> None:
-        """Fold these statistics into rec (before it is written)."""
-        rec.access_count += self.count
-        rec.last_access = max(rec.last_access, self.last)
-
-
 class Memory:
     """A memory store: three layers of records, searchable together. Thread-safe.
 
@@ -169,10 +140,7 @@ class Memory:
         self._embedder = embedder
         self._closed = False
         self._wlock = threading.RLock()  # serialises every change to store and indexes
-        self._access_lock = threading.Lock()
-        self._pending: dict[bytes, _Pending] = {}
-        self._last_touch = 0.0  # time.monotonic() of the last access counted
-        self._last_flush = time.monotonic()  # ... and of the last access flush
+        self._access = AccessLog(config)
         self._strings = Interner()
         self._lock: WriterLock | None = None
         self._secondary: Path | None = None
@@ -180,15 +148,11 @@ class Memory:
         self._worker: threading.Thread | None = None
         self._last_report: dict[str, Any] = {}
         self._applied_seq = 0
-        self._caches: dict[str, Any] = {}
-        self._metrics: Any = None
-        self._timers: dict[str, Any] = {}
+        self._obs = Instruments()
         self._index: VectorIndex | None = None  # None until the store has vectors
         self._fulltext: TextIndex | None = None  # the BM25 index (config full_text)
         self._text_lock = threading.Lock()  # one catch-up of the text index at a time
         self._text_thread: threading.Thread | None = None
-        self._l3: Any = None  # the Redis cache tier, made on first use
-        self._l3_error: str | None = None
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -215,6 +179,7 @@ class Memory:
             self.store = Store(
                 path, read_only=read_only, secondary_path=self._secondary, sync=config.sync_writes
             )
+            self._embedding = EmbeddingPath(embedder, self.store, config, self._obs)
             self._init_meta(reembed)
             if self.dim:
                 self._open_indexes()
@@ -473,68 +438,25 @@ class Memory:
 
     def attach_metrics(self, metrics: Any) -> None:
         """Record latencies of add, search and embed in a magray.ops.metrics.Metrics."""
-        self._timers = {
-            "add": metrics.histogram("add_seconds", "add_many latency (seconds)"),
-            "search": metrics.histogram("search_seconds", "search latency (seconds)"),
-            "embed": metrics.histogram("embed_seconds", "model inference per batch (seconds)"),
-            "cache": metrics.histogram(
-                "cache_seconds", "embedding cache lookup per batch (seconds)"
-            ),
-        }
-        self._counters = {
-            "added": metrics.counter("records_added", "records stored"),
-            "searches": metrics.counter("searches", "searches answered"),
-            "embedded": metrics.counter("texts_embedded", "texts run through the model"),
-            "cache_hits": metrics.counter("cache_hits", "embeddings served from the cache"),
-        }
-        self._metrics = metrics  # last: _count reads the counters once this is set
-
-    def _log(self, op: str, seconds: float, ids: Any = (), **fields: Any) -> None:
-        """One structured INFO line per operation: duration and ids, never full texts."""
-        if _LOG.isEnabledFor(logging.INFO):
-            from magray.ops.logging import log_op
-
-            log_op(_LOG, op, duration_s=seconds, ids=ids, **fields)
-
-    def _observe(self, name: str, seconds: float) -> None:
-        timer = self._timers.get(name)
-        if timer is not None:
-            timer.observe(seconds)
-
-    def _count(self, name: str, n: int = 1) -> None:
-        if self._metrics is not None and n:
-            self._counters[name].inc(n)
+        self._obs.attach(metrics)
 
     def metrics_history(self) -> dict[str, Any] | None:
         """The metrics persisted by earlier invocations, merged with this process's."""
-        from magray.ops.metrics import Metrics
-
-        merged = Metrics()
-        saved = self.store.meta("metrics")
-        if saved is not None:
-            try:
-                merged.merge(saved)
-            except ValueError:
-                saved = None
-        if self._metrics is not None:
-            merged.merge(self._metrics.snapshot())
-        return merged.snapshot() if saved is not None or self._metrics is not None else None
+        return self._obs.history(self.store)
 
     def _persist_metrics(self) -> None:
-        if self._metrics is None or self.read_only:
-            return
-        snap = self.metrics_history()
-        if snap is None:
-            return
-        b = self.store.batch()
-        self.store.put_meta(b, "metrics", snap)
-        self.store.write(b, durable=False)
+        if not self.read_only:
+            self._obs.persist(self.store)
 
     def resize_cache(self, l1_bytes: int) -> None:
         """Change the in-memory embedding cache bound (the resource manager's knob)."""
-        for cache in self._caches.values():
-            cache.resize_l1(l1_bytes)
-        self._cache_l1 = int(l1_bytes)
+        self._embedding.resize_l1(l1_bytes)
+
+    def redis_cache_stats(self) -> dict[str, Any] | None:
+        """The shared Redis cache tier's state (as in ``stats()["cache_redis"]``): None
+        when none is configured, else its circuit state and, once used, hits, misses,
+        errors and the last error."""
+        return self._embedding.redis_stats()
 
     # -- context management ------------------------------------------------------------
 
@@ -577,8 +499,7 @@ class Memory:
         if not self.read_only:
             steps = [self._wait_builds, self._flush_access, self._save_all, self._persist_metrics]
         steps.append(self._close_text)
-        if self._l3 is not None:
-            steps.append(self._l3.close)
+        steps.append(self._embedding.close)
         steps.append(self.store.close)
         self._closed = True
         try:
@@ -654,99 +575,11 @@ class Memory:
     def _embed(
         self, texts: Sequence[str], *, query: bool = False, migrating: bool = False
     ) -> np.ndarray:
-        """Unit vectors for texts through the embedding cache (L1, then the store's L2).
-
-        A text the model maps to the zero vector (nothing it can represent: emoji or
-        punctuation alone, for the hash embedder) gets its fixed fallback direction
-        (:func:`magray.embed.base.fallback_directions`), so whatever is stored can be
-        found by its own text, exported and imported. ``migrating``: vectors for a
-        re-embed into this embedder, whose fingerprint is not yet the store's.
-        """
-        e = self._embedder
-        if e is None:
-            raise InvalidInputError(
-                "this store has no embedder (opened with embedder=None): pass vector= / "
-                "vectors=, or open it with an embedder to use text"
-            )
-        if not migrating and self.dim and e.fingerprint != self.fingerprint:
-            raise EmbedderMismatchError(
-                f"the store's vectors come from {self.fingerprint}, and {e.name} is the model "
-                "a re-embed is converting it to; finish with mem.reembed() first, or open "
-                "the store with its own model"
-            )
-        cache = self._cache_for(query)
-        out: np.ndarray
-        t_cache = time.perf_counter()
-        out, missing, keys = cache.get_many(texts)
-        self._observe("cache", time.perf_counter() - t_cache)
-        self._count("cache_hits", len(texts) - len(missing))
-        if missing:
-            todo = [texts[i] for i in missing]
-            embed = getattr(e, "embed_query", None) if query else None
-            t0 = time.perf_counter()
-            with span("magray.embed", texts=len(todo)):
-                vecs = np.asarray((embed or e.embed)(todo), dtype=np.float32)
-            self._observe("embed", time.perf_counter() - t0)
-            self._count("embedded", len(todo))
-            if vecs.shape != (len(todo), e.dim):
-                raise StoreError(
-                    f"embedder {e.name} returned shape {vecs.shape}, expected {(len(todo), e.dim)}"
-                )
-            _give_direction(todo, vecs)
-            out[missing] = vecs
-            cache.put_many([keys[i] for i in missing], vecs)
-        else:
-            _give_direction(texts, out)  # entries cached before the rule existed
-        return out
-
-    def _cache_for(self, query: bool) -> Any:
-        """The cache of documents, or of queries when the model embeds them differently."""
-        from magray.embed.cache import EmbeddingCache
-
-        e = self._embedder
-        assert e is not None
-        distinct = query and getattr(e, "query_prefix", "") != getattr(e, "document_prefix", "")
-        key = "query" if distinct else "doc"
-        cache = self._caches.get(key)
-        if cache is None:
-            with self._access_lock:  # two first embeds must not make two caches
-                cache = self._caches.get(key)
-                if cache is None:
-                    fp = e.fingerprint + ("/query" if distinct else "")
-                    cache = EmbeddingCache(
-                        fp,
-                        e.dim,
-                        store=self.store,
-                        l1_bytes=getattr(self, "_cache_l1", self.config.cache_l1_bytes),
-                        l2_bytes=self.config.cache_l2_bytes,
-                        l3=self._redis_tier(),
-                    )
-                    self._caches[key] = cache
-        return cache
-
-    def _redis_stats(self) -> dict[str, Any] | None:
-        """The L3 tier's state for stats and health: None when none is configured."""
-        if not self.config.cache_redis_url:
-            return None
-        if self._l3_error is not None:
-            return {"state": "unusable", "last_error": self._l3_error}
-        tier = self._l3
-        return {"state": "unused"} if tier is None else dict(tier.stats())
-
-    def _redis_tier(self) -> Any:
-        """The shared L3 tier (config cache_redis_url), made once; None without one or
-        when its URL is unusable (said once in the log and in stats)."""
-        if self._l3 is not None or not self.config.cache_redis_url or self._l3_error:
-            return self._l3
-        from magray.embed.redis_tier import RedisTier, describe
-
-        try:
-            self._l3 = RedisTier(self.config.cache_redis_url, ttl=self.config.cache_redis_ttl)
-        except InvalidInputError as exc:
-            self._l3_error = str(exc)
-            _LOG.warning("redis cache %s unusable: %s; continuing without it",
-                         describe(self.config.cache_redis_url), exc)  # fmt: skip
-        return self._l3
+        """Unit vectors for validated texts through the embedding cache (see
+        embedding.py). ``migrating``: vectors for a re-embed into this embedder, whose
+        fingerprint is not yet the store's."""
+        expect = None if migrating or not self.dim else self.fingerprint
+        return self._embedding.embed(texts, query=query, expect=expect)
 
     def _ensure_dim(self, dim: int, batch: Any) -> str:
         """The store's vector fingerprint; the first add fixes it and the dimension (in the
@@ -852,9 +685,9 @@ class Memory:
             dedupe=dedupe,
         )
         took = time.perf_counter() - t0
-        self._observe("add", took)
-        self._count("added", sum(1 for x in out if x is not None))
-        self._log(
+        self._obs.observe("add", took)
+        self._obs.count("added", sum(1 for x in out if x is not None))
+        self._obs.log(
             "add", took, [x for x in out if x is not None], texts=texts, layer=f["layer"].value
         )
         return out
@@ -1012,13 +845,13 @@ class Memory:
 
     def _record(self, rid: bytes, raw: bytes) -> Record:
         """The Record of a stored value, with the accesses not yet flushed."""
-        p = self._pending.get(rid)
+        p = self._access.get(rid)
         if p is None:
             return record_of(rid, raw)
         return record_of(rid, raw, p.count, p.last)
 
     def _to_record(self, rec: StoredRecord) -> Record:
-        p = self._pending.get(rec.raw_id)
+        p = self._access.get(rec.raw_id)
         if p is None:
             return rec.to_record()
         return rec.to_record(p.count, p.last)
@@ -1074,9 +907,9 @@ class Memory:
             min_score,
         )
         took = time.perf_counter() - t0
-        self._observe("search", took)
-        self._count("searches")
-        self._log("search", took, [h.id for h in hits], query=query, k=k, hits=len(hits))
+        self._obs.observe("search", took)
+        self._obs.count("searches")
+        self._obs.log("search", took, [h.id for h in hits], query=query, k=k, hits=len(hits))
         return hits
 
     _HYBRID_DEPTH = 50  # candidates each retriever hands to the fusion
@@ -1256,72 +1089,15 @@ class Memory:
 
     def _touch(self, rids: Iterable[bytes], now: float | None = None) -> None:
         """Count one access of each record at now (the store's clock by default); the
-        next access flush writes them."""
-        if now is None:
-            now = self._clock()
-        self._last_touch = time.monotonic()
-        with self._access_lock:
-            pending = self._pending
-            for rid in rids:
-                p = pending.get(rid)
-                if p is None:
-                    p = pending[rid] = _Pending()
-                p.count += 1
-                p.last = max(p.last, now)
-
-    _PENDING_MAX = 100_000  # records with unwritten accesses: past this, write them now
-
-    def _access_due(self) -> bool:
-        """Whether the maintenance thread should write pending access statistics now:
-        when searches have paused for access_flush_seconds, when the last write is
-        access_flush_max_seconds old, or when too many records wait."""
-        if not self._pending:
-            return False
-        now = time.monotonic()
-        cfg = self.config
-        return (
-            now - self._last_touch >= cfg.access_flush_seconds
-            or now - self._last_flush >= cfg.access_flush_max_seconds
-            or len(self._pending) >= self._PENDING_MAX
-        )
-
-    _FLUSH_CHUNK = 128  # records per write batch of the access flush (about 0.6 ms)
+        next access flush writes them (see access.py)."""
+        self._access.touch(rids, self._clock() if now is None else now)
 
     def _flush_access(self) -> None:
-        """Write pending access statistics (read-modify-write under the lock), in
-        batches of _FLUSH_CHUNK records: the RocksDB binding holds the GIL while it
-        writes, so one batch of thousands of records would stall every search."""
+        """Write pending access statistics now."""
         if self.read_only:
             return
         with self._wlock:
-            with self._access_lock:
-                pending, self._pending = self._pending, {}
-            self._last_flush = time.monotonic()
-            if not pending:
-                return
-            keys = list(pending)
-            records = self.store.handle["records"]
-            layer_time = self.store.handle["layer_time"]
-            done = 0
-            try:
-                for start in range(0, len(keys), self._FLUSH_CHUNK):
-                    chunk = keys[start : start + self._FLUSH_CHUNK]
-                    b = self.store.batch()
-                    for rid, raw in zip(chunk, self.store.multi_get("records", chunk)):
-                        if raw is None:
-                            continue
-                        p = pending[rid]
-                        value, key, summary = with_access(rid, raw, p.count, p.last)
-                        b.put(rid, value, records)
-                        b.put(key, summary, layer_time)
-                    self.store.write(b, durable=False)
-                    done = start + len(chunk)
-            except BaseException:
-                with self._access_lock:  # not written: keep them for the next flush
-                    for rid in keys[done:]:
-                        p = pending[rid]
-                        self._pending[rid] = p.merge(self._pending.get(rid, _Pending()))
-                raise
+            self._access.write(self.store)
 
     # -- changing ----------------------------------------------------------------------------
 
@@ -1380,24 +1156,22 @@ class Memory:
             vec = self._embed([new_text])
         with self._wlock:
             rec = self._load(rid)
-            with self._access_lock:
-                pending = self._pending.pop(rid, None)
+            pending = self._access.take(rid)
             try:
                 rec_after = self._update_locked(
                     rec, pending, new_text, new_tags, new_meta, new_imp, new_layer, vec, changes
                 )
             except BaseException:
                 if pending is not None:  # the write failed: keep the statistics for later
-                    with self._access_lock:
-                        self._pending.setdefault(rid, _Pending()).merge(pending)
+                    self._access.give_back(rid, pending)
                 raise
-            self._log("update", time.perf_counter() - t0, [idcodec.encode(rid)])
+            self._obs.log("update", time.perf_counter() - t0, [idcodec.encode(rid)])
             return rec_after
 
     def _update_locked(
         self,
         rec: StoredRecord,
-        pending: _Pending | None,
+        pending: Pending | None,
         new_text: str | None,
         new_tags: tuple[str, ...] | None,
         new_meta: dict[str, Any] | None,
@@ -1512,7 +1286,7 @@ class Memory:
                     )
                 recs.append(StoredRecord.decode(rid, raw))
             self._remove(recs, self._clock(), reason=None)
-        self._log("delete", time.perf_counter() - t0, [idcodec.encode(r.raw_id) for r in recs])
+        self._obs.log("delete", time.perf_counter() - t0, [idcodec.encode(r.raw_id) for r in recs])
         return len(recs)
 
     def _put_op(self, b: Any, seq: int, i: int, op: list[Any]) -> None:
@@ -1545,9 +1319,7 @@ class Memory:
                         self.store.handle["moves"],
                     )
             holders.write(b)
-        with self._access_lock:
-            for rec in recs:
-                self._pending.pop(rec.raw_id, None)
+        self._access.forget(rec.raw_id for rec in recs)
         idx = self._index
         if idx is not None:
             with self._index_guard():
@@ -1599,7 +1371,7 @@ class Memory:
             if not dry_run and planned:
                 self._apply_moves(planned, now)
             self._last_report["promote"] = report.summary()
-            self._log(
+            self._obs.log(
                 "promote", time.perf_counter() - t0, [m.id for m in report.moved], dry_run=dry_run
             )
             return report
@@ -1626,7 +1398,7 @@ class Memory:
                 for i in range(0, len(doomed), 1000):
                     self._remove(doomed[i : i + 1000], now, reason="expired")
             self._last_report["expire"] = report.summary()
-            self._log(
+            self._obs.log(
                 "expire", time.perf_counter() - t0, [m.id for m in report.expired], dry_run=dry_run
             )
             return report
@@ -1678,7 +1450,7 @@ class Memory:
     def _maintain(self) -> None:
         while not self._stop.wait(self.config.access_flush_seconds):
             try:
-                if self._access_due():
+                if self._access.due():
                     self._flush_access()
                 idx = self._index
                 if idx is not None:
@@ -1808,8 +1580,8 @@ class Memory:
             "dim": self.dim,
             "fingerprint": self.fingerprint,
             "embedder": None if e is None else self._embedder_stats(e),
-            "cache": {key: c.stats() for key, c in self._caches.items()},
-            "cache_redis": self._redis_stats(),
+            "cache": self._embedding.cache_stats(),
+            "cache_redis": self._embedding.redis_stats(),
             "layers": {layer.value: {"records": counts[layer.code]} for layer in Layer},
             "index": {
                 "state": "empty" if idx is None else idx.state,
@@ -1819,7 +1591,7 @@ class Memory:
             },
             "records": sum(counts),
             "seq": self._seq,
-            "pending_access": len(self._pending),
+            "pending_access": len(self._access),
             "store_bytes": self.store.size_bytes(),
             "moves": moves,
             "last_lifecycle": dict(self._last_report),

@@ -74,7 +74,7 @@ class Metrics:
 
         class _Collector:
             def collect(self) -> Any:
-                tiers = [m._redis_stats() for m in tenants.open_memories()]
+                tiers = [m.redis_cache_stats() for m in tenants.open_memories()]
                 tiers = [t for t in tiers if t is not None]
                 if not tiers:
                     return
