@@ -67,8 +67,9 @@ from magray.memory.codec import (
     vectors_from,
 )
 from magray.memory.embedding import EmbeddingPath
+from magray.memory.fulltext import FullText
 from magray.memory.fusion import blend
-from magray.memory.index import SNAPSHOT_DIR, Filter, Interner, Row, VectorIndex
+from magray.memory.index import SNAPSHOT_DIR, Interner, Row, VectorIndex
 from magray.memory.lock import WriterLock
 from magray.memory.observe import Instruments
 from magray.memory.query import plan as query_plan
@@ -83,8 +84,7 @@ from magray.memory.store import (
     unpack,
 )
 from magray.memory.texthash import TextHolders
-from magray.memory.textindex import TEXT_DIR, TextIndex
-from magray.memory.textindex import catch_up as text_catch_up
+from magray.memory.textindex import TEXT_DIR
 from magray.ops.tracing import span
 
 _UNSET: Any = object()
@@ -150,9 +150,6 @@ class Memory:
         self._applied_seq = 0
         self._obs = Instruments()
         self._index: VectorIndex | None = None  # None until the store has vectors
-        self._fulltext: TextIndex | None = None  # the BM25 index (config full_text)
-        self._text_lock = threading.Lock()  # one catch-up of the text index at a time
-        self._text_thread: threading.Thread | None = None
 
         if path.exists() and not path.is_dir():
             raise InvalidInputError(f"store path {path} is a file; pass a directory")
@@ -180,6 +177,7 @@ class Memory:
                 path, read_only=read_only, secondary_path=self._secondary, sync=config.sync_writes
             )
             self._embedding = EmbeddingPath(embedder, self.store, config, self._obs)
+            self._fulltext = FullText(self.store)  # the BM25 index, once the store has vectors
             self._init_meta(reembed)
             if self.dim:
                 self._open_indexes()
@@ -272,55 +270,12 @@ class Memory:
         self._open_text()
 
     def _open_text(self) -> None:
-        """Open the full-text index (or make it anew when it is missing, damaged or
-        ahead of the store), then catch it up in the background; a text search before
-        that is done waits for it. Read-only views build theirs in memory on first use."""
-        old, self._fulltext = self._fulltext, None
-        if old is not None:
-            old.close()
-        if not self.config.full_text:
-            return
-        if self.read_only:
-            self._fulltext = TextIndex(None, read_only=True)
-            return
-        path = self.path / "index" / TEXT_DIR
-        try:
-            text = TextIndex(path)
-            if text.seq > self._seq:  # its last changes were never synced in the store
-                text.close()
-                raise CorruptStoreError("the full-text index is ahead of the store")
-        except CorruptStoreError as exc:
-            _LOG.warning("rebuilding the full-text index from the store: %s", exc)
-            TextIndex.destroy(path)
-            text = TextIndex(path)
-        self._fulltext = text
-        if text.seq < self._seq:
-            self._text_thread = threading.Thread(
-                target=self._text_sync_quietly, name="magray-text-index", daemon=True
-            )
-            self._text_thread.start()
-
-    def _text_sync(self) -> TextIndex:
-        """The text index, caught up with every write acknowledged so far."""
-        text = self._fulltext
-        if text is None:
-            raise InvalidInputError(
-                "full-text search is off for this store (config full_text=false); use "
-                "mode='vector', or open the store with full_text=true"
-            )
-        with self._text_lock:
-            seq = self._seq
-            if text.seq < seq:
-                floor = int(self.store.meta("oplog_floor") or 0)
-                with span("magray.text.catch_up", behind=seq - text.seq):
-                    text_catch_up(text, self.store, seq, floor)
-        return text
-
-    def _text_sync_quietly(self) -> None:
-        try:
-            self._text_sync()
-        except Exception:  # the next search or maintenance round tries again
-            _LOG.exception("catching up the full-text index failed")
+        """Open the full-text index (config full_text) and catch it up in the background;
+        a text search before that is done waits for it. Read-only views build theirs in
+        memory on first use."""
+        if self.config.full_text:
+            path = None if self.read_only else self.path / "index" / TEXT_DIR
+            self._fulltext.open(path, self._seq)
 
     def _index_from_store(self) -> VectorIndex:
         """Rebuild the columns and exact matrix from the store (the graph: background)."""
@@ -498,7 +453,7 @@ class Memory:
         steps: list[Callable[[], None]] = []
         if not self.read_only:
             steps = [self._wait_builds, self._flush_access, self._save_all, self._persist_metrics]
-        steps.append(self._close_text)
+        steps.append(self._fulltext.close)
         steps.append(self._embedding.close)
         steps.append(self.store.close)
         self._closed = True
@@ -516,14 +471,7 @@ class Memory:
     def _wait_builds(self) -> None:
         if self._index is not None:
             self._index.wait_rebuilt()
-        if self._text_thread is not None:
-            self._text_thread.join()
-
-    def _close_text(self) -> None:
-        if self._text_thread is not None:
-            self._text_thread.join()
-        if self._fulltext is not None:
-            self._fulltext.close()
+        self._fulltext.join()
 
     def _save_all(self) -> None:
         self._save_indexes(force=True)
@@ -949,8 +897,8 @@ class Memory:
             if mode == "text" and vector is not None:
                 raise InvalidInputError("mode='text' ranks by words only; drop vector=")
             if not self.config.full_text:
-                self._text_sync()  # raises: full text is off
-            text = self._fulltext
+                self._fulltext.sync(self._seq)  # raises: full text is off
+            text = self._fulltext.index  # None until the store has vectors
             if mode == "hybrid" and text is not None and not text.searchable(text_query or ""):
                 mode = "vector"  # no word to match (emoji, punctuation): meaning alone
         q = None
@@ -972,7 +920,7 @@ class Memory:
             return []
         flt = p.filter
         if needle is not None:
-            allowed = self._containing(needle, idx)
+            allowed = self._fulltext.containing(needle, idx, self._seq)
             if not len(allowed):
                 return []
             flt = dataclasses.replace(flt, labels=allowed)
@@ -990,7 +938,7 @@ class Memory:
         if mode != "vector":
             assert text_query is not None
             with span("magray.text.search", k=depth):
-                found_text = self._text_search(text_query, depth, flt, idx)
+                found_text = self._fulltext.search(text_query, depth, flt, idx, self._seq)
             for label, score in found_text:
                 signals.setdefault(label, {})["text"] = score
         if mode == "vector":
@@ -1016,49 +964,6 @@ class Memory:
             sig = {"vector": score} if mode == "vector" else by_rid.get(rid, {})
             hits.append(Hit(record.id, float(score), record.layer, record, sig))
         return hits
-
-    def _text_search(
-        self, query: str, depth: int, flt: Filter, idx: VectorIndex
-    ) -> list[tuple[int, float]]:
-        """Up to depth (label, BM25 score) best first among the records passing flt:
-        restricted inside tantivy to the passing labels when they are few enough, else
-        fetched wider until depth pass (no recall lost either way)."""
-        text = self._text_sync()
-        if not flt.active():
-            return text.search(query, depth)
-        allowed = idx.filter_labels(flt)
-        if len(allowed) <= self._TEXT_RESTRICT_MAX:
-            return text.search(query, depth, allowed.tolist()) if len(allowed) else []
-        ok = set(allowed.tolist())
-        fetch = depth * 2
-        while True:
-            found = text.search(query, fetch)
-            keep = [h for h in found if h[0] in ok]
-            if len(keep) >= depth or len(found) < fetch:
-                return keep[:depth]
-            fetch *= 4
-
-    _TEXT_RESTRICT_MAX = 50_000  # passing labels handed to tantivy as a term set
-
-    def _containing(self, needle: str, idx: VectorIndex) -> np.ndarray:
-        """int64 labels of every indexed record whose text holds needle, ignoring case:
-        candidates from the text index (or every record without one), each checked."""
-        candidates = None
-        if self._fulltext is not None:
-            found = self._text_sync().containing(needle)
-            candidates = None if found is None else np.array(found, np.int64)
-        if candidates is None:
-            candidates = idx.filter_labels(Filter())
-        want = needle.lower()
-        keep: list[int] = []
-        for i in range(0, len(candidates), 4096):
-            chunk = [int(x) for x in candidates[i : i + 4096]]
-            pairs = [(label, rid) for label in chunk if (rid := idx.id_of(label)) is not None]
-            raws = self.store.multi_get("records", [rid for _, rid in pairs])
-            for (label, rid), raw in zip(pairs, raws):
-                if raw is not None and want in StoredRecord.decode(rid, raw).text.lower():
-                    keep.append(label)
-        return np.array(keep, np.int64)
 
     def _query_vector(self, vector: Any) -> np.ndarray:
         """A unit float32 query; the common case (a float32 vector) costs one native call."""
@@ -1458,9 +1363,8 @@ class Memory:
                         self._start_rebuild(idx)
                     if idx.changes_since_save >= self.config.index_save_every:
                         self._save_indexes(force=False)
-                text = self._fulltext
-                if text is not None and text.seq < self._seq and not self._text_lock.locked():
-                    self._text_sync()
+                if self._fulltext.behind(self._seq):
+                    self._fulltext.sync(self._seq)
             except Exception:  # keep the worker alive; the next round retries
                 _LOG.exception("background maintenance failed")
 
@@ -1495,9 +1399,9 @@ class Memory:
             if due and stale:
                 idx.save(self.path / "index", seq, self.fingerprint)
             floor = idx.snapshot_seq
-            if self._fulltext is not None:
+            if self._fulltext.index is not None:
                 # The oplog must reach back to what the text index reflects.
-                floor = min(floor, self._text_sync().seq)
+                floor = min(floor, self._fulltext.sync(self._seq).seq)
             if floor > 0:
                 b = self.store.batch()
                 b.delete_range(u64(0), u64(floor + 1), self.store.handle["oplog"])
