@@ -70,6 +70,7 @@ from magray.memory.embedding import EmbeddingPath
 from magray.memory.fulltext import FullText
 from magray.memory.fusion import blend
 from magray.memory.index import SNAPSHOT_DIR, Interner, Row, VectorIndex
+from magray.memory.indexing import apply_ops, index_from_store, oplog_after, row_of
 from magray.memory.lock import WriterLock
 from magray.memory.observe import Instruments
 from magray.memory.query import plan as query_plan
@@ -79,7 +80,6 @@ from magray.memory.store import (
     SCHEMA_VERSION,
     Store,
     pack,
-    read_u64,
     u64,
     unpack,
 )
@@ -279,115 +279,16 @@ class Memory:
 
     def _index_from_store(self) -> VectorIndex:
         """Rebuild the columns and exact matrix from the store (the graph: background)."""
-        idx = VectorIndex(self.dim, self.config, self._strings)
-        idx.snapshot_seq = self._seq
-        batch_ids: list[bytes] = []
-
-        def flush() -> None:
-            if not batch_ids:
-                return
-            raws = self.store.multi_get("records", batch_ids)
-            vecs = self.store.multi_get("vectors", batch_ids)
-            rows, keep = [], []
-            for i, (rid, raw) in enumerate(zip(batch_ids, raws)):
-                if raw is None:
-                    continue
-                rec = StoredRecord.decode(rid, raw)
-                if not self._indexable(rec, vecs[i]):
-                    continue
-                rows.append(self._row(rec))
-                keep.append(i)
-            if rows:
-                idx.add(rows, vectors_from([vecs[i] for i in keep], self.dim))
-            batch_ids.clear()
-
-        for _key, rid in self.store.scan("labels"):
-            batch_ids.append(bytes(rid))
-            if len(batch_ids) >= 4096:
-                flush()
-        flush()
-        idx.changes_since_save = idx.count  # a rebuilt index deserves a snapshot soon
-        return idx
-
-    def _oplog_after(self, after: int) -> list[tuple[int, list[Any]]]:
-        """(seq, op) for every oplog entry of a sequence after ``after``, in order."""
-        return [(read_u64(k), unpack(v)) for k, v in self.store.scan("oplog", start=u64(after + 1))]
+        return index_from_store(
+            self.store, self.dim, self.config, self._strings, self._seq, self.fingerprint
+        )
 
     def _replay(self, after: int) -> None:
-        """Apply oplog entries newer than each layer's snapshot."""
-        self._apply_ops(self._oplog_after(after))
-        self._applied_seq = max(self._seq, after)
-
-    def _apply_ops(self, entries: list[tuple[int, list[Any]]]) -> None:
+        """Apply the oplog entries newer than the index snapshot (sequence after)."""
         idx = self._index
         assert idx is not None
-        need: dict[bytes, None] = {}
-        for seq, op in entries:
-            if seq > idx.snapshot_seq and op[0] in (OP_ADD, OP_META):
-                need[bytes(op[3])] = None
-        recs: dict[bytes, StoredRecord] = {}
-        vecs: dict[bytes, bytes] = {}
-        keys = list(need)
-        for i in range(0, len(keys), 4096):
-            chunk = keys[i : i + 4096]
-            for rid, raw, vec in zip(
-                chunk,
-                self.store.multi_get("records", chunk),
-                self.store.multi_get("vectors", chunk),
-            ):
-                if raw is not None:
-                    recs[rid] = StoredRecord.decode(rid, raw)
-                if vec is not None:
-                    vecs[rid] = vec
-        for seq, op in entries:
-            if seq <= idx.snapshot_seq:
-                continue
-            label = op[2]
-            if op[0] == OP_DEL:
-                idx.remove([label])
-                continue
-            rid = bytes(op[3])
-            rec = recs.get(rid)
-            # Apply only what still holds in the store: a later op may have deleted the
-            # record or given it a new vector (a new label), and then it must not come
-            # back; its layer and columns are taken from the record as it is now.
-            if rec is None or rec.label != label:
-                continue
-            if op[0] == OP_ADD:
-                if self._indexable(rec, vecs.get(rid)):
-                    idx.add([self._row(rec)], vectors_from([vecs[rid]], self.dim))
-            else:
-                idx.update_columns([self._row(rec)])
-
-    def _indexable(self, rec: StoredRecord, vec: bytes | None) -> bool:
-        """Whether a stored vector belongs in this store's indexes: it exists, and comes
-        from the store's model at its dimension. Only a re-embed interrupted while it
-        moved vectors into place leaves others, seen by a read-only view (the next
-        writable open finishes the move); they are left out, never mixed in."""
-        if vec is None:
-            return False
-        if rec.fingerprint == self.fingerprint and len(vec) == 4 * self.dim:
-            return True
-        _LOG.warning(
-            "record %s has a vector of another model (%s, %d bytes); not indexed until the "
-            "re-embed that wrote it is finished by a writable open",
-            idcodec.encode(rec.raw_id),
-            rec.fingerprint,
-            len(vec),
-        )
-        return False
-
-    def _row(self, rec: StoredRecord) -> Row:
-        return Row(
-            rec.label,
-            rec.raw_id,
-            rec.layer.code,
-            int(rec.created_at * 1000),
-            rec.project,
-            rec.session,
-            rec.kind,
-            rec.tags,
-        )
+        apply_ops(idx, self.store, oplog_after(self.store, after), self.dim, self.fingerprint)
+        self._applied_seq = max(self._seq, after)
 
     # -- observability -------------------------------------------------------------------
 
@@ -720,7 +621,7 @@ class Memory:
                     holders.add(text_keys[i], rid)
                     self._put_op(b, seq, op_i, [OP_ADD, rec.layer.code, label, rid])
                     op_i += 1
-                    new_rows.append((self._row(rec), i))
+                    new_rows.append((row_of(rec), i))
                     out.append(idcodec.encode(rid))
                 if not new_rows:
                     raise _NothingToWrite
@@ -1136,9 +1037,9 @@ class Memory:
         with self._index_guard():
             if vec is not None:
                 idx.remove([old_label])
-                idx.add([self._row(rec)], vec)
+                idx.add([row_of(rec)], vec)
             else:
-                idx.update_columns([self._row(rec)])
+                idx.update_columns([row_of(rec)])
         self._applied_seq = seq
         return self._to_record(rec)
 
@@ -1331,7 +1232,7 @@ class Memory:
             # The store has moved; now the index (a crash here is repaired on open).
             if idx is not None:
                 with self._index_guard():
-                    idx.update_columns([self._row(rec) for rec, _, _ in part])
+                    idx.update_columns([row_of(rec) for rec, _, _ in part])
             self._applied_seq = seq
 
     @contextlib.contextmanager
@@ -1454,12 +1355,12 @@ class Memory:
             self._open_indexes()
             self._applied_seq = seq
             return behind
-        entries = self._oplog_after(self._applied_seq)
+        entries = oplog_after(self.store, self._applied_seq)
         idx = self._index
         if idx is None:
             return 0
         idx.snapshot_seq = max(idx.snapshot_seq, self._applied_seq)
-        self._apply_ops(entries)
+        apply_ops(idx, self.store, entries, self.dim, self.fingerprint)
         self._applied_seq = seq
         self._seq = seq
         return len(entries)
