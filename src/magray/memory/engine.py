@@ -1,20 +1,22 @@
 """Memory: the library API the CLI, the server and users' programs all call.
 
-Data flow (one path):
+Data flow (one path each way; each step lives in the module named):
 
-    add:    validate.py -> embed (unless vectors given) -> duplicate check (texthash.py)
-            -> one WriteBatch (record, vector, layer/time, label, text hash, oplog, seq)
-            -> index.py (VectorIndex.add) -> return ids
-    search: query.py (plan: checked arguments -> a Filter) -> query vector
-            -> index.py (VectorIndex.search: graph, exact native top-k when small or
-            filtered selectively, partial graph + exact rest while a graph builds)
-            -> query.py (rank: ties to the older record, score floor)
-            -> multi_get records -> access statistics (batched) -> hits
+    add:    validate.py -> embedding.py (unless vectors given) -> duplicate check
+            (texthash.py) -> one WriteBatch (record, vector, layer/time, label, text
+            hash, oplog, seq) -> index.py (VectorIndex.add) -> return ids
+    search: query.py (plan: checked arguments -> a Filter) -> embedding.py (query
+            vector) -> index.py (VectorIndex.search: graph, exact native top-k when
+            small or filtered selectively, partial graph + exact rest while a graph
+            builds) and/or fulltext.py (BM25) -> fusion.py (hybrid) -> query.py (rank:
+            ties to the older record, score floor) -> multi_get records -> codec.py
+            (record_of) -> access.py (accesses counted, written in batches) -> hits
 
 The lifecycle rules (lifecycle.py), backups and exports (backup.py) and re-embedding
 (reembed.py) take plain data or the narrow ``ports.Engine`` protocol, never this class.
-RocksDB is the truth; the index is derived and is caught up from the oplog, or rebuilt
-from the store, whenever it is missing, stale or damaged.
+RocksDB is the truth; the indexes are derived (indexing.py, fulltext.py) and are caught
+up from the oplog, or rebuilt from the store, whenever they are missing, stale or
+damaged. Metrics and operation logs: observe.py.
 """
 
 from __future__ import annotations
