@@ -77,7 +77,15 @@ from magray.memory.lock import WriterLock
 from magray.memory.observe import Instruments
 from magray.memory.query import plan as query_plan
 from magray.memory.query import rank
-from magray.memory.record import Hit, ImportReport, Layer, LifecycleReport, Move, Record
+from magray.memory.record import (
+    Hit,
+    ImportReport,
+    Layer,
+    LifecycleReport,
+    Move,
+    Record,
+    make_hit,
+)
 from magray.memory.store import (
     SCHEMA_VERSION,
     Store,
@@ -865,7 +873,7 @@ class Memory:
         for score, rid, raw in kept:
             record = self._record(rid, raw)
             sig = {"vector": score} if mode == "vector" else by_rid.get(rid, {})
-            hits.append(Hit(record.id, float(score), record.layer, record, sig))
+            hits.append(make_hit(record.id, float(score), record.layer, record, sig))
         return hits
 
     def _query_vector(self, vector: Any) -> np.ndarray:

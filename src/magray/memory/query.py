@@ -26,6 +26,9 @@ class Plan:
     layers: int  # how many layers are searched (for traces)
 
 
+_NO_FILTER = Filter()
+
+
 def plan(
     k: Any,
     layers: Iterable[Layer | str] | Layer | str | None,
@@ -40,6 +43,16 @@ def plan(
     """Check a search's arguments (InvalidInputError names any bad one) and plan it.
     Times are Unix seconds or datetimes; the filter holds milliseconds."""
     k = validate.top_k(k)
+    if (
+        layers is None
+        and tags is None
+        and project is None
+        and session is None
+        and kind is None
+        and since is None
+        and until is None
+    ):  # the common search: every layer, no condition
+        return Plan(k, _NO_FILTER, validate.min_score(min_score), len(Layer))
     chosen = validate.layers(layers)
     floor = validate.min_score(min_score)
     codes = tuple(sorted({layer.code for layer in chosen}))
@@ -55,17 +68,22 @@ def plan(
     return Plan(k, flt, floor, len(chosen))
 
 
+def _older_first(t: tuple[float, bytes]) -> tuple[float, bytes]:
+    return -t[0], t[1]
+
+
 def rank(
     idx: VectorIndex, labels: np.ndarray, scores: np.ndarray, p: Plan
 ) -> list[tuple[float, bytes]]:
     """(score, record id) of the index's answer, best first, at most p.k: equal scores
     go to the older record (ids sort by creation time), and scores under the floor go."""
-    found: list[tuple[float, bytes]] = []
-    for label, score in zip(labels.tolist(), scores.tolist()):
-        rid = idx.id_of(label)
-        if rid is not None:
-            found.append((score, rid))
-    found.sort(key=lambda t: (-t[0], t[1]))
+    id_of = idx.id_of
+    found = [
+        (score, rid)
+        for label, score in zip(labels.tolist(), scores.tolist())
+        if (rid := id_of(label)) is not None
+    ]
+    found.sort(key=_older_first)
     if p.min_score is not None:
         found = [t for t in found if t[0] >= p.min_score]
     return found[: p.k]

@@ -101,6 +101,73 @@ class Hit:
     scores: dict[str, float] = field(default_factory=dict)
 
 
+class _Unfrozen:
+    """Record's slots without the frozen guard: the fast constructors below fill one,
+    then make it a Record by class assignment, which Python allows between classes of
+    the same slot layout. The object is then an ordinary frozen Record."""
+
+    __slots__ = Record.__slots__
+
+
+class _UnfrozenHit:
+    __slots__ = Hit.__slots__
+
+
+def make_record(
+    id: str,
+    text: str,
+    layer: Layer,
+    kind: str,
+    tags: tuple[str, ...],
+    project: str | None,
+    session: str | None,
+    metadata: dict[str, Any],
+    created_at: float,
+    updated_at: float,
+    last_access: float,
+    access_count: int,
+    importance: float,
+    fingerprint: str,
+    layer_since: float,
+) -> Record:
+    """Record(...) of every field, positionally, at a third of the cost: a frozen
+    dataclass sets each field through object.__setattr__, and search builds one Record
+    per hit. The arguments are trusted (decoded from the store); tests/memory/test_record.py
+    holds the result equal to Record(...)."""
+    r: Any = object.__new__(_Unfrozen)
+    r.id = id
+    r.text = text
+    r.layer = layer
+    r.kind = kind
+    r.tags = tags
+    r.project = project
+    r.session = session
+    r.metadata = metadata
+    r.created_at = created_at
+    r.updated_at = updated_at
+    r.last_access = last_access
+    r.access_count = access_count
+    r.importance = importance
+    r.fingerprint = fingerprint
+    r.layer_since = layer_since
+    r.__class__ = Record
+    out: Record = r
+    return out
+
+
+def make_hit(id: str, score: float, layer: Layer, record: Record, scores: dict[str, float]) -> Hit:
+    """Hit(...) of every field, positionally, as make_record builds a Record."""
+    h: Any = object.__new__(_UnfrozenHit)
+    h.id = id
+    h.score = score
+    h.layer = layer
+    h.record = record
+    h.scores = scores
+    h.__class__ = Hit
+    out: Hit = h
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Move:
     """One lifecycle change: a promotion (to a layer) or an expiry (to None)."""
