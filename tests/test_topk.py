@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from magray import kernels
 from magray.kernels import topk
 
 
@@ -272,3 +273,59 @@ def test_few_queries_over_many_tiles(isa: str, metric: str, d: int) -> None:
         q[0] = b[19_999] if metric != "l2" else b[19_999] + 0.5  # the best rows come last
         idx, sc = topk(q, b, 12, metric=metric)
         assert_exact_topk(idx, sc, ref_scores(q, b, metric), 12, metric)
+
+
+def _i8_reference(q: np.ndarray, base: np.ndarray, k: int) -> list[int]:
+    """topk_i8's answer computed in int64 by numpy: the query rounded to int16 at the
+    documented scale, exact dot products, ties to the lower row."""
+    d = q.shape[0]
+    bound = min(32767.0, np.floor((2**31 - 1) / (127.0 * d)))
+    amax = float(np.abs(q).max())
+    q16 = np.rint(q.astype(np.float64) * (bound / amax if amax else 0.0)).astype(np.int64)
+    dots = base.astype(np.int64) @ q16
+    order = np.lexsort((np.arange(len(dots)), -dots))
+    return order[:k].tolist()
+
+
+@pytest.mark.parametrize("d", [1, 15, 16, 33, 384, 1000])
+@pytest.mark.parametrize("nb", [1, 2, 3, 4097, 9000])
+def test_topk_i8_is_exact_on_its_integers(isa: str, nb: int, d: int) -> None:
+    rng = np.random.default_rng(nb * 1000 + d)
+    x = rng.standard_normal((nb, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    base = kernels.quantize_i8(x)
+    base[nb // 2] = base[0]  # a tie, which goes to the lower row
+    q = x[min(3, nb - 1)] + np.float32(0.1) * rng.standard_normal(d).astype(np.float32)
+    for k in (1, 10, 64):
+        assert kernels.topk_i8(q, base, k).tolist() == _i8_reference(q, base, k)
+
+
+def test_topk_i8_finds_what_the_float_scan_finds() -> None:
+    # The two-stage search the index runs while a graph builds: int8 candidates, rescored.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((20_000, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    base = kernels.quantize_i8(x)
+    hits = 0
+    for i in range(50):
+        q = x[i] + np.float32(0.6) * rng.standard_normal(384).astype(np.float32)
+        q /= np.linalg.norm(q)
+        exact = kernels.topk(q, x, 10, metric="dot")[0].tolist()
+        cand = kernels.topk_i8(q, base, 64)
+        two_stage = kernels.topk(q, x, 10, metric="dot", ids=cand)[0].tolist()
+        hits += len(set(exact) & set(two_stage))
+    assert hits / 500 >= 0.99
+
+
+def test_topk_i8_bad_arguments_name_the_fix() -> None:
+    base = np.zeros((4, 8), np.int8)
+    q = np.ones(8, np.float32)
+    with pytest.raises(TypeError, match="expected int8"):
+        kernels.topk_i8(q, base.astype(np.float32), 1)
+    with pytest.raises(TypeError, match="float32"):
+        kernels.topk_i8(q.astype(np.float64), base, 1)
+    with pytest.raises(ValueError, match="dimension"):
+        kernels.topk_i8(np.ones(7, np.float32), base, 1)
+    with pytest.raises(ValueError, match="k must be"):
+        kernels.topk_i8(q, base, 0)
+    assert kernels.topk_i8(np.zeros(8, np.float32), base, 2).tolist() == [0, 1]

@@ -351,6 +351,36 @@ py::tuple topk_py(py::handle q_obj, py::handle b_obj, py::int_ k_obj, const std:
     return py::make_tuple(idx, sc);
 }
 
+py::array_t<int64_t> topk_i8_py(py::handle q_obj, py::handle b_obj, py::int_ k_obj) {
+    py::array q = checked_f32(q_obj, "query", 1, 1);
+    if (!py::isinstance<py::array>(b_obj))
+        throw py::type_error("base must be a numpy int8 array; pass np.ascontiguousarray(base, dtype=np.int8)");
+    py::array b = py::reinterpret_borrow<py::array>(b_obj);
+    if (!b.dtype().is(py::dtype::of<int8_t>()))
+        throw py::type_error("base has dtype " + std::string(py::str(b.dtype())) +
+                             ", expected int8; quantise it first (magray.kernels.quantize_i8)");
+    if (b.ndim() != 2) throw py::value_error("base must be 2-D (rows, d), got " + std::to_string(b.ndim()) + "-D");
+    if (!(b.flags() & py::array::c_style))
+        throw py::type_error("base is not C-contiguous; pass np.ascontiguousarray(base, dtype=np.int8)");
+    const long long k = k_obj.cast<long long>();
+    if (k <= 0) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+    const size_t nb = static_cast<size_t>(b.shape(0)), d = static_cast<size_t>(b.shape(1));
+    if (static_cast<size_t>(q.shape(0)) != d)
+        throw py::value_error("query has dimension " + std::to_string(q.shape(0)) + " but base has " +
+                              std::to_string(d) + "; both must have the same number of columns");
+    if (d == 0) throw py::value_error("vectors must have at least one dimension (d >= 1)");
+    const size_t kk = std::min(static_cast<size_t>(k), nb);
+    py::array_t<int64_t> idx({static_cast<py::ssize_t>(kk)});
+    if (kk > 0) {
+        const float* Q = static_cast<const float*>(q.data());
+        const int8_t* B = static_cast<const int8_t*>(b.data());
+        int64_t* pi = idx.mutable_data();
+        py::gil_scoped_release nogil;
+        topk_i8(Q, B, nb, d, kk, pi);
+    }
+    return idx;
+}
+
 py::array mean_pool_py(py::handle h_obj, py::handle m_obj, bool normalize) {
     py::array h = checked_f32(h_obj, "hidden", 3, 3);
     if (!py::isinstance<py::array>(m_obj))
@@ -438,6 +468,7 @@ PYBIND11_MODULE(_native, m) {
     m.def("l2_normalize", &l2_normalize_py, py::arg("x"), py::arg("out") = py::none());
     m.def("topk", &topk_py, py::arg("queries"), py::arg("base"), py::arg("k"), py::arg("metric") = "cosine",
           py::arg("ids") = py::none());
+    m.def("topk_i8", &topk_i8_py, py::arg("query"), py::arg("base"), py::arg("k"));
     m.def("mean_pool", &mean_pool_py, py::arg("hidden"), py::arg("mask"), py::arg("normalize") = true);
     m.def("cpu_info", &cpu_info);
     m.def("ulid_encode", &ulid_encode, py::arg("raw"));

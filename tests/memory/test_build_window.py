@@ -198,3 +198,49 @@ def test_release_rows_hands_whole_pages_back() -> None:
     assert a[999].sum() == 384 and a[90_000].sum() == 384  # outside: untouched
     assert not a[1100:89_000].any()  # inside: fresh zero pages
     assert release_rows(a, 5, 5) == 0 and release_rows(a[:, ::2], 0, 10) == 0
+
+
+def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(
+    paused_build: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the cursor, candidates come from the int8 copy and are rescored exactly; rows
+    # added or replaced during the build must be in that copy, or they could not be found.
+    from magray import kernels
+
+    paused, go_on = paused_build
+    monkeypatch.setattr(VectorIndex, "_Q8_MIN_ROWS", 0)
+    calls = {"n": 0}
+    real = kernels.topk_i8
+
+    def counted(*args: Any) -> Any:
+        calls["n"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(kernels, "topk_i8", counted)
+    idx = VectorIndex(DIM, MemoryConfig(exact_threshold=100), Interner())
+    vecs = unit_vectors(N, DIM, seed=13, clusters=20)
+    idx.add([_row(i, "a") for i in range(N)], vecs)
+    vectors = {i: vecs[i] for i in range(N)}
+    idx.start_rebuild()
+    assert paused.wait(30)
+    assert idx._q8_ready
+
+    more = unit_vectors(50, DIM, seed=14)
+    idx.add([_row(i, "a") for i in range(N, N + 50)], more)  # past the cursor
+    fresh = unit_vectors(1, DIM, seed=15)[0]
+    idx.add([_row(1800, "a")], fresh[None, :])  # replaced in the tail
+    vectors.update({N + i: more[i] for i in range(50)})
+    vectors[1800] = fresh
+
+    queries = unit_vectors(100, DIM, seed=16, clusters=20)
+    assert _recall(idx, queries, None, vectors) >= 0.99
+    for label, v in ((N + 7, more[7]), (1800, fresh)):
+        got, scores = idx.search(v, 3, None)
+        assert got[0] == label and scores[0] == pytest.approx(1.0, abs=1e-5)
+        exact = sorted((float(vectors[lab] @ v) for lab in vectors), reverse=True)[:3]
+        assert scores[:3].tolist() == pytest.approx(exact, abs=1e-5)  # rescored exactly
+    assert calls["n"] > 0
+
+    go_on.set()
+    idx.wait_rebuilt(30)
+    assert idx._q8 is None and idx.state == "graph"

@@ -100,9 +100,18 @@ void axpy(float* acc, const float* x, size_t d, float w) {
     for (size_t k = 0; k < d; ++k) acc[k] += w * x[k];
 }
 
+void dot_i8_rows(const int8_t* B, size_t nb, size_t d, const int16_t* q, int32_t* out) {
+    for (size_t i = 0; i < nb; ++i) {
+        const int8_t* r = B + i * d;
+        int32_t s = 0;
+        for (size_t k = 0; k < d; ++k) s += static_cast<int32_t>(r[k]) * static_cast<int32_t>(q[k]);
+        out[i] = s;
+    }
+}
+
 const VecKernels kTable = {
     Isa::scalar, one_query_keys, sqnorm_rows, kQueryBlock, block_keys, normalize_rows, scale,
-    axpy,
+    axpy, dot_i8_rows,
 };
 
 }  // namespace

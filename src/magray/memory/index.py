@@ -279,6 +279,13 @@ class VectorIndex:
         # during the build) are still in the matrix. See _row_vectors.
         self._released = 0
         self._replaced: set[int] = set()  # rows whose vector was replaced during a build
+        # While a graph is built: an int8 copy of the matrix (kernels.quantize_i8), so
+        # that the rows past the cursor are scanned at a quarter of the bytes and only
+        # the best candidates are rescored from the matrix. Rows a writer adds or replaces
+        # are quantised as they are written; _q8_ready once the build has quantised the
+        # rows it started with.
+        self._q8: np.ndarray | None = None
+        self._q8_ready = False
         self._rebuild_thread: threading.Thread | None = None
         self.snapshot_seq = 0  # store sequence of the snapshot this state started from
         self.changes_since_save = 0
@@ -319,6 +326,8 @@ class VectorIndex:
         self.alive = grown(self.alive, False)
         self.version = grown(self.version)
         self.graph_version = grown(self.graph_version, -1)
+        if self._q8 is not None:
+            self._q8 = grown(self._q8)
         if self.matrix is not None:
             self.matrix = grown(self.matrix)
             if self._released:  # the copy mapped the released rows again
@@ -329,6 +338,8 @@ class VectorIndex:
 
     def add(self, rows: Sequence[Row], vectors: np.ndarray) -> None:
         """Insert (or replace) records; vectors are unit float32 rows."""
+        from magray.kernels import quantize_i8
+
         if not rows:
             return
         fresh = [i for i, r in enumerate(rows) if r.label not in self.pos]
@@ -342,6 +353,8 @@ class VectorIndex:
                     self._replaced.add(p)
                 if self.matrix is not None:
                     self.matrix[p] = vectors[i]
+                if self._q8 is not None:
+                    self._q8[p] = quantize_i8(vectors[i : i + 1])[0]
             if fresh:
                 self._grow(self.n + len(fresh))
                 start = self.n
@@ -351,6 +364,8 @@ class VectorIndex:
                 self.n += len(fresh)
                 if self.matrix is not None:
                     self.matrix[start : start + len(fresh)] = vectors[fresh]
+                if self._q8 is not None:
+                    self._q8[start : start + len(fresh)] = quantize_i8(vectors[fresh])
             if self.graph is not None:
                 labels = np.array([r.label for r in rows], np.int64)
                 need = self.graph.get_current_count() + len(fresh)
@@ -566,7 +581,7 @@ class VectorIndex:
         partial graph holds with their current vector are searched through it; the rows
         from the cursor on (a contiguous block) and the few replaced below it are scored
         exactly; the two are merged by score."""
-        from magray.kernels import topk
+        from magray.kernels import topk, topk_i8
 
         assert self.matrix is not None
         n, cur, g = self.n, min(self._cursor, self.n), self._partial
@@ -574,7 +589,13 @@ class VectorIndex:
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         if mask is None:
             dead = int(np.count_nonzero(~alive[cur:n]))
-            idx, sc = topk(query, matrix[cur:n], k + dead)
+            q8 = self._q8
+            if q8 is not None and self._q8_ready and n - cur >= self._Q8_MIN_ROWS:
+                # Candidates from the int8 copy, rescored exactly from the matrix.
+                cand = topk_i8(query, q8[cur:n], max(4 * (k + dead), 64))
+                idx, sc = topk(query, matrix[cur:n], k + dead, ids=cand)
+            else:
+                idx, sc = topk(query, matrix[cur:n], k + dead)
             keep = alive[cur + idx]
             parts.append((self.labels[cur + idx[keep]], sc[keep]))
             below = [p for p in self._replaced if p < cur and alive[p]]
@@ -596,6 +617,8 @@ class VectorIndex:
         scores = np.concatenate([p[1] for p in parts])
         order = np.argsort(-scores, kind="stable")[:k]
         return labels[order], scores[order]
+
+    _Q8_MIN_ROWS = 4096  # below this, the float32 scan of the tail is as fast
 
     def _exact_rows(
         self, query: np.ndarray, k: int, rows: np.ndarray
@@ -640,6 +663,8 @@ class VectorIndex:
         saved = self.matrix[keep]
         release_rows(self.matrix, lo, upto)
         self.matrix[keep] = saved
+        if self._q8 is not None:  # searches read it past the cursor only
+            release_rows(self._q8, lo, upto)
         self._released = upto
 
     def _restore_matrix(self) -> None:
@@ -756,9 +781,22 @@ class VectorIndex:
             self._replaced = set()
             g = self._new_graph(int(self.count * 1.25) + 64)
             self._partial = g
+            self._q8 = np.zeros((len(self.labels), self.dim), np.int8)
+            self._q8_ready = False
+            start_n = self.n
+
+        from magray.kernels import quantize_i8
 
         def build() -> None:
             try:
+                # The int8 copy of the rows there at the start (writers quantise theirs),
+                # in blocks under the read lock: searches go on meanwhile.
+                for lo in range(0, start_n, self._RELEASE_ROWS):
+                    with _Read(self._rw):
+                        hi = min(lo + self._RELEASE_ROWS, start_n)
+                        assert self._q8 is not None and self.matrix is not None
+                        self._q8[lo:hi] = quantize_i8(self.matrix[lo:hi])
+                self._q8_ready = True
                 cursor = 0
                 while True:
                     with _Read(self._rw):
@@ -785,6 +823,7 @@ class VectorIndex:
                             self.graph = g
                             self.graph_deleted = deleted
                             self.matrix = None
+                            self._q8, self._q8_ready = None, False
                             self._released = 0
                             self.rebuilding = False
                             self._partial = None
@@ -799,6 +838,7 @@ class VectorIndex:
                     finally:
                         self._rebuild_deleted = None
                         self._partial = None
+                        self._q8, self._q8_ready = None, False
                         self.rebuilding = False
                 raise
 

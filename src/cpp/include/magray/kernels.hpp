@@ -57,6 +57,10 @@ struct VecKernels {
     void (*scale)(const float* x, float* out, size_t d, float s);
     // acc[j] += w * x[j].
     void (*axpy)(float* acc, const float* x, size_t d, float w);
+
+    // The int8 scan: out[j] = sum_k B[j * d + k] * q[k], exactly, in int32, for j < nb.
+    // The caller bounds |q[k]| so that d * 127 * max|q| fits an int32.
+    void (*dot_i8_rows)(const int8_t* B, size_t nb, size_t d, const int16_t* q, int32_t* out);
 };
 
 const VecKernels& vec_kernels_scalar();
@@ -67,6 +71,8 @@ const VecKernels& vec_kernels_avx512();
 // with 256-bit vectors than with 512-bit ones on the machines measured.
 uint64_t one_query_keys_256(const float* q, const float* B, size_t nb, size_t d, Metric metric,
                             float qs, float thr, float* keys, uint64_t* masks);
+// The int8 scan of both x86 tables (vec_avx2.cpp): widening to int16 and multiply-add.
+void dot_i8_rows_256(const int8_t* B, size_t nb, size_t d, const int16_t* q, int32_t* out);
 #endif
 
 // The active table: best_isa() unless MAGRAY_FORCE_ISA names another (read once).
