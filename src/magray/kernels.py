@@ -115,7 +115,10 @@ def quantize_i8(x: np.ndarray) -> np.ndarray:
     """
     import numpy as np
 
-    out: np.ndarray = np.clip(np.rint(x * 127.0), -127, 127).astype(np.int8)
+    t = np.multiply(x, np.float32(127.0), dtype=np.float32)  # one float32 temporary
+    np.rint(t, out=t)
+    np.clip(t, -127.0, 127.0, out=t)
+    out: np.ndarray = t.astype(np.int8)
     return out
 
 

@@ -201,13 +201,27 @@ def test_release_rows_hands_whole_pages_back() -> None:
 
 
 def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(
-    paused_build: Any, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Past the cursor, candidates come from the int8 copy and are rescored exactly; rows
-    # added or replaced during the build must be in that copy, or they could not be found.
+    # A search during a build asks for the int8 copy; the build makes it between two
+    # chunks; from then on the tail's candidates come from it and are rescored exactly.
+    # Rows added or replaced during the build must be in the copy, or they could not be
+    # found.
     from magray import kernels
 
-    paused, go_on = paused_build
+    pause_at, go_on, paused = {3, 4}, threading.Event(), threading.Event()
+    original, chunks = VectorIndex._insert_rows, {"n": 0}
+
+    def insert(self: VectorIndex, g: Any, rows: np.ndarray, locked: bool = False) -> None:
+        original(self, g, rows, locked)
+        chunks["n"] += 1
+        if chunks["n"] in pause_at:
+            paused.set()
+            assert go_on.wait(30)
+            go_on.clear()
+
+    monkeypatch.setattr(VectorIndex, "_BUILD_CHUNK", 300)
+    monkeypatch.setattr(VectorIndex, "_insert_rows", insert)
     monkeypatch.setattr(VectorIndex, "_Q8_MIN_ROWS", 0)
     calls = {"n": 0}
     real = kernels.topk_i8
@@ -223,7 +237,13 @@ def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(
     vectors = {i: vecs[i] for i in range(N)}
     idx.start_rebuild()
     assert paused.wait(30)
-    assert idx._q8_ready
+    paused.clear()
+    assert idx._q8 is None  # no search yet: no copy
+    idx.search(vecs[0], 10, None)  # scanned in float32; asks for the copy
+    assert calls["n"] == 0 and idx._q8_wanted
+    go_on.set()  # one more chunk, then the copy is made before the next
+    assert paused.wait(30)
+    assert idx._q8_ready and idx._q8 is not None
 
     more = unit_vectors(50, DIM, seed=14)
     idx.add([_row(i, "a") for i in range(N, N + 50)], more)  # past the cursor
@@ -241,6 +261,7 @@ def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(
         assert scores[:3].tolist() == pytest.approx(exact, abs=1e-5)  # rescored exactly
     assert calls["n"] > 0
 
+    pause_at.clear()
     go_on.set()
     idx.wait_rebuilt(30)
     assert idx._q8 is None and idx.state == "graph"

@@ -279,13 +279,15 @@ class VectorIndex:
         # during the build) are still in the matrix. See _row_vectors.
         self._released = 0
         self._replaced: set[int] = set()  # rows whose vector was replaced during a build
-        # While a graph is built: an int8 copy of the matrix (kernels.quantize_i8), so
-        # that the rows past the cursor are scanned at a quarter of the bytes and only
-        # the best candidates are rescored from the matrix. Rows a writer adds or replaces
-        # are quantised as they are written; _q8_ready once the build has quantised the
-        # rows it started with.
+        # While a graph is built and searched: an int8 copy of the matrix rows past the
+        # cursor (kernels.quantize_i8), so that they are scanned at a quarter of the
+        # bytes and only the best candidates are rescored from the matrix. Made by the
+        # build thread once a search asks for it (_q8_wanted): a build that no search
+        # meets (a bulk load) costs no memory for it. Rows a writer adds or replaces are
+        # quantised as they are written; _q8_ready once the build has quantised the rest.
         self._q8: np.ndarray | None = None
         self._q8_ready = False
+        self._q8_wanted = False
         self._rebuild_thread: threading.Thread | None = None
         self.snapshot_seq = 0  # store sequence of the snapshot this state started from
         self.changes_since_save = 0
@@ -327,7 +329,11 @@ class VectorIndex:
         self.version = grown(self.version)
         self.graph_version = grown(self.graph_version, -1)
         if self._q8 is not None:
-            self._q8 = grown(self._q8)
+            # Searches read it past the cursor only; below it, and past n, it takes no pages.
+            q8 = np.zeros((new, self.dim), np.int8)
+            lo = min(self._cursor, self.n)
+            q8[lo : self.n] = self._q8[lo : self.n]
+            self._q8 = q8
         if self.matrix is not None:
             self.matrix = grown(self.matrix)
             if self._released:  # the copy mapped the released rows again
@@ -595,6 +601,8 @@ class VectorIndex:
                 cand = topk_i8(query, q8[cur:n], max(4 * (k + dead), 64))
                 idx, sc = topk(query, matrix[cur:n], k + dead, ids=cand)
             else:
+                if n - cur >= self._Q8_MIN_ROWS:
+                    self._q8_wanted = True  # the build makes the copy between chunks
                 idx, sc = topk(query, matrix[cur:n], k + dead)
             keep = alive[cur + idx]
             parts.append((self.labels[cur + idx[keep]], sc[keep]))
@@ -619,6 +627,7 @@ class VectorIndex:
         return labels[order], scores[order]
 
     _Q8_MIN_ROWS = 4096  # below this, the float32 scan of the tail is as fast
+    _Q8_BLOCK = 8192  # rows quantised at a time when a build starts (12 MiB of scratch)
 
     def _exact_rows(
         self, query: np.ndarray, k: int, rows: np.ndarray
@@ -781,28 +790,20 @@ class VectorIndex:
             self._replaced = set()
             g = self._new_graph(int(self.count * 1.25) + 64)
             self._partial = g
-            self._q8 = np.zeros((len(self.labels), self.dim), np.int8)
-            self._q8_ready = False
-            start_n = self.n
+            self._q8, self._q8_ready, self._q8_wanted = None, False, False
 
         from magray.kernels import quantize_i8
 
         def build() -> None:
             try:
-                # The int8 copy of the rows there at the start (writers quantise theirs),
-                # in blocks under the read lock: searches go on meanwhile.
-                for lo in range(0, start_n, self._RELEASE_ROWS):
-                    with _Read(self._rw):
-                        hi = min(lo + self._RELEASE_ROWS, start_n)
-                        assert self._q8 is not None and self.matrix is not None
-                        self._q8[lo:hi] = quantize_i8(self.matrix[lo:hi])
-                self._q8_ready = True
                 cursor = 0
                 while True:
                     with _Read(self._rw):
                         n = self.n
                     if cursor >= n:
                         break
+                    if self._q8_wanted and self._q8 is None:
+                        self._quantize_tail(cursor, quantize_i8)
                     end = min(cursor + self._BUILD_CHUNK, n)
                     self._insert_rows(g, np.arange(cursor, end))
                     cursor = self._cursor = end  # after the versions: searches trust them
@@ -845,6 +846,21 @@ class VectorIndex:
         t = threading.Thread(target=build, name="magray-index-build", daemon=True)
         self._rebuild_thread = t
         t.start()
+
+    def _quantize_tail(self, cursor: int, quantize_i8: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Make the int8 copy of the rows from cursor on (the build thread, between two
+        chunks): allocated under the write lock, so that every row a writer adds or
+        replaces from then on is quantised as it is written; the rows already there are
+        quantised in blocks under the read lock, searches going on meanwhile."""
+        with _Write(self._rw):
+            self._q8 = np.zeros((len(self.labels), self.dim), np.int8)  # pages on first use
+            upto = self.n
+        for lo in range(cursor, upto, self._Q8_BLOCK):
+            with _Read(self._rw):
+                hi = min(lo + self._Q8_BLOCK, upto)
+                assert self._q8 is not None and self.matrix is not None
+                self._q8[lo:hi] = quantize_i8(self.matrix[lo:hi])
+        self._q8_ready = True
 
     def _stale_rows(self) -> np.ndarray:
         """Live rows whose current vector the graph being built does not hold."""
