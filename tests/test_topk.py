@@ -275,16 +275,14 @@ def test_few_queries_over_many_tiles(isa: str, metric: str, d: int) -> None:
         assert_exact_topk(idx, sc, ref_scores(q, b, metric), 12, metric)
 
 
-def _i8_reference(q: np.ndarray, base: np.ndarray, k: int) -> list[int]:
+def _i8_reference(q: np.ndarray, base: np.ndarray, k: int) -> tuple[list[int], np.ndarray]:
     """topk_i8's answer computed in int64 by numpy: the query rounded to int16 at the
-    documented scale, exact dot products, ties to the lower row."""
-    d = q.shape[0]
-    bound = min(32767.0, np.floor((2**31 - 1) / (127.0 * d)))
-    amax = float(np.abs(q).max())
-    q16 = np.rint(q.astype(np.float64) * (bound / amax if amax else 0.0)).astype(np.int64)
+    documented scale, exact dot products, ties to the lower row; with the dot products."""
+    s = kernels.i8_query_scale(q)
+    q16 = np.rint(q.astype(np.float64) * s).astype(np.int64)
     dots = base.astype(np.int64) @ q16
-    order = np.lexsort((np.arange(len(dots)), -dots))
-    return order[:k].tolist()
+    order = np.lexsort((np.arange(len(dots)), -dots))[:k]
+    return order.tolist(), dots[order] / (127.0 * s)
 
 
 @pytest.mark.parametrize("d", [1, 15, 16, 33, 384, 1000])
@@ -297,7 +295,27 @@ def test_topk_i8_is_exact_on_its_integers(isa: str, nb: int, d: int) -> None:
     base[nb // 2] = base[0]  # a tie, which goes to the lower row
     q = x[min(3, nb - 1)] + np.float32(0.1) * rng.standard_normal(d).astype(np.float32)
     for k in (1, 10, 64):
-        assert kernels.topk_i8(q, base, k).tolist() == _i8_reference(q, base, k)
+        idx, scores = kernels.topk_i8(q, base, k)
+        want, dots = _i8_reference(q, base, k)
+        assert idx.tolist() == want
+        np.testing.assert_allclose(scores, dots, rtol=1e-6, atol=1e-7)
+        # The documented error bound against the float rows' own dot products.
+        b = base[idx].astype(np.float64)
+        e = b / 127.0 - x[idx].astype(np.float64)
+        bound = np.abs(e @ q) + 0.5 * np.abs(b).sum(1) / (127.0 * kernels.i8_query_scale(q))
+        exact = x[idx].astype(np.float64) @ q.astype(np.float64)
+        assert np.all(np.abs(scores - exact) <= bound + 1e-5)
+
+
+def test_topk_i8_cannot_overflow_at_the_extremes() -> None:
+    # d * 128 * 32767 would overflow an int32: the scale keeps every sum in range, also
+    # for -128, which quantize_i8 never makes but an int8 array may hold.
+    d = 768
+    base = np.full((3, d), -128, np.int8)
+    base[1] = 127
+    q = np.full(d, -1.0, np.float32)
+    idx, scores = kernels.topk_i8(q, base, 3)
+    assert idx.tolist()[:2] == [0, 2] and scores[0] > 0 > scores[2]
 
 
 def test_topk_i8_finds_what_the_float_scan_finds() -> None:
@@ -311,7 +329,7 @@ def test_topk_i8_finds_what_the_float_scan_finds() -> None:
         q = x[i] + np.float32(0.6) * rng.standard_normal(384).astype(np.float32)
         q /= np.linalg.norm(q)
         exact = kernels.topk(q, x, 10, metric="dot")[0].tolist()
-        cand = kernels.topk_i8(q, base, 64)
+        cand, _ = kernels.topk_i8(q, base, 64)
         two_stage = kernels.topk(q, x, 10, metric="dot", ids=cand)[0].tolist()
         hits += len(set(exact) & set(two_stage))
     assert hits / 500 >= 0.99
@@ -328,4 +346,8 @@ def test_topk_i8_bad_arguments_name_the_fix() -> None:
         kernels.topk_i8(np.ones(7, np.float32), base, 1)
     with pytest.raises(ValueError, match="k must be"):
         kernels.topk_i8(q, base, 0)
-    assert kernels.topk_i8(np.zeros(8, np.float32), base, 2).tolist() == [0, 1]
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            kernels.topk_i8(np.array([bad] + [0.0] * 7, np.float32), base, 1)
+    idx, scores = kernels.topk_i8(np.zeros(8, np.float32), base, 2)
+    assert idx.tolist() == [0, 1] and scores.tolist() == [0.0, 0.0]

@@ -351,7 +351,7 @@ py::tuple topk_py(py::handle q_obj, py::handle b_obj, py::int_ k_obj, const std:
     return py::make_tuple(idx, sc);
 }
 
-py::array_t<int64_t> topk_i8_py(py::handle q_obj, py::handle b_obj, py::int_ k_obj) {
+py::tuple topk_i8_py(py::handle q_obj, py::handle b_obj, py::int_ k_obj) {
     py::array q = checked_f32(q_obj, "query", 1, 1);
     if (!py::isinstance<py::array>(b_obj))
         throw py::type_error("base must be a numpy int8 array; pass np.ascontiguousarray(base, dtype=np.int8)");
@@ -371,14 +371,17 @@ py::array_t<int64_t> topk_i8_py(py::handle q_obj, py::handle b_obj, py::int_ k_o
     if (d == 0) throw py::value_error("vectors must have at least one dimension (d >= 1)");
     const size_t kk = std::min(static_cast<size_t>(k), nb);
     py::array_t<int64_t> idx({static_cast<py::ssize_t>(kk)});
+    py::array_t<float> dots({static_cast<py::ssize_t>(kk)});
+    double scale = 0.0;
     if (kk > 0) {
         const float* Q = static_cast<const float*>(q.data());
         const int8_t* B = static_cast<const int8_t*>(b.data());
         int64_t* pi = idx.mutable_data();
+        float* pd = dots.mutable_data();
         py::gil_scoped_release nogil;
-        topk_i8(Q, B, nb, d, kk, pi);
+        scale = topk_i8(Q, B, nb, d, kk, pi, pd);
     }
-    return idx;
+    return py::make_tuple(idx, dots, scale);
 }
 
 py::array mean_pool_py(py::handle h_obj, py::handle m_obj, bool normalize) {

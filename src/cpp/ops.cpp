@@ -124,13 +124,18 @@ void l2_normalize(const float* x, float* out, size_t n, size_t d) {
         careful(i, out);
 }
 
-void topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_out, int64_t* out_idx) {
+double topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_out, int64_t* out_idx,
+               float* out_scores) {
     const VecKernels& K = active_kernels();
     float amax = 0.0f;
-    for (size_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(q[j]));
-    // |sum| <= d * 127 * max|q16| must stay below 2^31.
-    const double bound = std::min(32767.0, std::floor(2147483647.0 / (127.0 * static_cast<double>(d))));
-    const double s = amax > 0.0f && std::isfinite(amax) ? bound / amax : 0.0;
+    for (size_t j = 0; j < d; ++j) {
+        if (!std::isfinite(q[j]))
+            throw std::invalid_argument("query contains NaN or Inf; clean it (for example np.nan_to_num)");
+        amax = std::max(amax, std::fabs(q[j]));
+    }
+    // |sum| <= d * 128 * max|q16| must stay below 2^31 (int8 reaches -128).
+    const double bound = std::min(32767.0, std::floor(2147483647.0 / (128.0 * static_cast<double>(d))));
+    const double s = amax > 0.0f ? bound / amax : 0.0;
     std::vector<int16_t> q16(d);
     for (size_t j = 0; j < d; ++j) q16[j] = static_cast<int16_t>(std::lrint(q[j] * s));
     constexpr size_t kBlock = 4096;
@@ -144,8 +149,8 @@ void topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_out,
             if (!sel.full_and_below(key)) sel.push(key, static_cast<int64_t>(i0 + j));
         }
     }
-    std::vector<float> keys(k_out);
-    sel.write(false, out_idx, keys.data());
+    sel.write(false, out_idx, out_scores);
+    return s;
 }
 
 void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const int64_t* ids,

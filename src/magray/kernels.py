@@ -25,6 +25,7 @@ __all__ = [
     "hash128_many",
     "l2_normalize",
     "mean_pool",
+    "i8_query_scale",
     "quantize_i8",
     "topk",
     "topk_i8",
@@ -122,30 +123,52 @@ def quantize_i8(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def topk_i8(query: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
+def i8_query_scale(query: np.ndarray) -> float:
+    """The scale s at which :func:`topk_i8` rounds a float32 query ``(d,)`` to int16,
+    ``round(s * query)``: the largest for which no int32 sum of d products with int8
+    values can overflow, ``min(32767, floor((2**31 - 1) / (128 d))) / max|query|`` (0 for
+    a zero query)."""
+    import math
+
+    import numpy as np
+
+    d = int(query.shape[0])
+    amax = float(np.abs(query).max()) if d else 0.0
+    bound = min(32767.0, math.floor((2**31 - 1) / (128.0 * max(d, 1))))
+    return bound / amax if amax > 0 else 0.0
+
+
+def topk_i8(query: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Candidates for a one-query dot-product top-k over int8 rows (see quantize_i8).
 
-    The query is rounded to int16 (at the largest scale for which no int32 sum can
-    overflow) and every row's dot product with it is computed exactly; the scan reads a
-    quarter of the bytes of the float32 rows, so it is the fast first stage of a two-stage
-    search whose second stage rescores the candidates from the float32 rows with
-    :func:`topk` (``ids=``). Scalar quantisation with exact rescoring, as in Jégou et al.,
-    "Product quantization for nearest neighbor search" (IEEE TPAMI 2011), section IV.
+    The query is rounded to int16, ``round(s * query)`` with s from
+    :func:`i8_query_scale`, and every row's dot product with it is computed exactly in
+    int32; the scan reads a quarter of the bytes of the float32 rows, so it is the fast
+    first stage of a two-stage search whose second stage rescores the candidates from the
+    float32 rows with :func:`topk` (``ids=``). Scalar quantisation with exact rescoring,
+    as in Jégou et al., "Product quantization for nearest neighbor search" (IEEE TPAMI
+    2011), section IV.
 
     Args:
-        query: float32 ``(d,)``.
+        query: float32 ``(d,)``, finite.
         base: int8 ``(n, d)``, C-contiguous.
-        k: candidates wanted, ``>= 1``; ``min(k, n)`` come back.
+        k: candidates wanted, ``>= 1``; ``k' = min(k, n)`` come back.
 
     Returns:
-        int64 row indices of ``base``, shape ``(min(k, n),)``, best first, ties to the
-        lower row.
+        ``(indices, scores)``: int64 row indices of ``base`` and float32 scores, shape
+        ``(k',)``, best first, ties to the lower row. A score is the integer dot product
+        divided by ``127 s``: for a row ``b = 127 (x + e)`` it differs from ``query . x``
+        by at most ``|query . e| + 0.5 * sum|b| / (127 s)``.
 
     Raises:
         TypeError: wrong dtypes, or an array that is not contiguous.
-        ValueError: ``k < 1``, dimensions differ, or ``d == 0``.
+        ValueError: ``k < 1``, dimensions differ, ``d == 0``, or NaN/Inf in the query.
     """
-    return _native.topk_i8(query, base, k)
+    import numpy as np
+
+    idx, dots, scale = _native.topk_i8(query, base, k)
+    scores = dots / np.float32(127.0 * scale) if scale else np.zeros_like(dots)
+    return idx, scores.astype(np.float32)
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray, *, normalize: bool = True) -> np.ndarray:

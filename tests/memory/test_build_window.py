@@ -200,13 +200,11 @@ def test_release_rows_hands_whole_pages_back() -> None:
     assert release_rows(a, 5, 5) == 0 and release_rows(a[:, ::2], 0, 10) == 0
 
 
-def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A search during a build asks for the int8 copy; the build makes it between two
-    # chunks; from then on the tail's candidates come from it and are rescored exactly.
-    # Rows added or replaced during the build must be in the copy, or they could not be
-    # found.
+@pytest.fixture
+def q8_build(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """start(idx): a build of idx paused after 3 chunks, a search that asks for the int8
+    copy, one more chunk (the build makes the copy before it), paused again with the copy
+    ready; finish(): let the build end. Counts the calls of kernels.topk_i8."""
     from magray import kernels
 
     pause_at, go_on, paused = {3, 4}, threading.Event(), threading.Event()
@@ -231,19 +229,36 @@ def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(
         return real(*args)
 
     monkeypatch.setattr(kernels, "topk_i8", counted)
+
+    def start(idx: VectorIndex, probe: np.ndarray) -> None:
+        idx.start_rebuild()
+        assert paused.wait(30)
+        paused.clear()
+        assert idx._q8 is None  # no search yet: no copy
+        idx.search(probe, 10, None)  # scanned in float32; asks for the copy
+        assert calls["n"] == 0 and idx._q8_wanted
+        go_on.set()  # one more chunk, then the copy is made before the next
+        assert paused.wait(30)
+        assert idx._q8_ready and idx._q8 is not None
+
+    def finish(idx: VectorIndex) -> None:
+        pause_at.clear()
+        go_on.set()
+        idx.wait_rebuilt(30)
+        assert idx._q8 is None and idx.state == "graph"
+
+    return start, finish, calls
+
+
+def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(q8_build: Any) -> None:
+    # Rows added or replaced during the build must be in the copy, or they could not be
+    # found through it.
+    start, finish, calls = q8_build
     idx = VectorIndex(DIM, MemoryConfig(exact_threshold=100), Interner())
     vecs = unit_vectors(N, DIM, seed=13, clusters=20)
     idx.add([_row(i, "a") for i in range(N)], vecs)
     vectors = {i: vecs[i] for i in range(N)}
-    idx.start_rebuild()
-    assert paused.wait(30)
-    paused.clear()
-    assert idx._q8 is None  # no search yet: no copy
-    idx.search(vecs[0], 10, None)  # scanned in float32; asks for the copy
-    assert calls["n"] == 0 and idx._q8_wanted
-    go_on.set()  # one more chunk, then the copy is made before the next
-    assert paused.wait(30)
-    assert idx._q8_ready and idx._q8 is not None
+    start(idx, vecs[0])
 
     more = unit_vectors(50, DIM, seed=14)
     idx.add([_row(i, "a") for i in range(N, N + 50)], more)  # past the cursor
@@ -260,8 +275,29 @@ def test_the_tail_is_scanned_through_its_int8_copy_and_rescored(
         exact = sorted((float(vectors[lab] @ v) for lab in vectors), reverse=True)[:3]
         assert scores[:3].tolist() == pytest.approx(exact, abs=1e-5)  # rescored exactly
     assert calls["n"] > 0
+    finish(idx)
 
-    pause_at.clear()
-    go_on.set()
-    idx.wait_rebuilt(30)
-    assert idx._q8 is None and idx.state == "graph"
+
+def test_near_duplicates_in_the_tail_get_the_exact_answer(q8_build: Any) -> None:
+    # 10 memories, each stored 200 times with tiny differences: int8 scores cannot tell
+    # the copies apart, and more of them than the first 64 candidates tie for the top,
+    # so the candidates must widen until no row left out could enter the top k. Every
+    # answer is then the exact one.
+    start, finish, calls = q8_build
+    rng = np.random.default_rng(21)
+    centres = unit_vectors(10, DIM, seed=22)
+    vecs = np.repeat(centres, 200, axis=0) + 1e-3 * rng.standard_normal((N, DIM))
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    idx = VectorIndex(DIM, MemoryConfig(exact_threshold=100), Interner())
+    idx.add([_row(i, "a") for i in range(N)], vecs)
+    start(idx, vecs[0])
+    before = calls["n"]
+    for qi in range(1200, N, 40):  # memories whose copies are all past the cursor
+        got, scores = idx.search(vecs[qi], 10, None)
+        exact = vecs.astype(np.float64) @ vecs[qi].astype(np.float64)
+        best = np.sort(exact)[::-1][:10]
+        # The ten best scores, each of the row returned for it (float32 rounding apart).
+        np.testing.assert_allclose(scores[:10], best, atol=1e-6)
+        np.testing.assert_allclose(exact[got[:10]], best, atol=1e-6)
+    assert calls["n"] > before + 20  # candidates widened: more than one scan per search
+    finish(idx)

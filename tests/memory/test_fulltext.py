@@ -229,3 +229,26 @@ def test_a_text_index_held_by_another_writer_is_a_clear_store_error(tmp_path: Pa
     second.commit(2)
     second.close()
     assert TextIndex(tmp_path / "text").count() == 2
+
+
+def test_a_search_racing_a_write_does_not_skip_it_in_the_text_index(
+    filled: tuple[Any, list[str]],
+) -> None:
+    # A text search catches the index up to the store's sequence. One that runs while a
+    # write is under way (its batch built, not yet in the store) must not take the new
+    # sequence for done: its oplog entry is not there yet and would be skipped for good.
+    mem, _ = filled
+    real = mem.store.write
+    seen: list[int] = []
+
+    def write_after_a_search(batch: Any, *, durable: bool = True) -> None:
+        seen.append(len(mem.search("peer reset", mode="text", k=5)))
+        real(batch, durable=durable)
+
+    mem.store.write = write_after_a_search
+    try:
+        new = mem.add("The quasar emitted a burst of xylophone radiation")
+    finally:
+        mem.store.write = real
+    assert seen and set(seen) == {1}
+    assert [h.id for h in mem.search("xylophone quasar", mode="text", k=3)] == [new]

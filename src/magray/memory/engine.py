@@ -651,23 +651,29 @@ class Memory:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[tuple[Any, int]]:
         """A batch and the store sequence it will have. On leaving, the sequence and the
-        label counter are put in the batch and it is written; if building or writing it
-        fails, both counters go back, so memory never runs ahead of the store. Raising
-        _NothingToWrite inside leaves quietly without writing. Caller holds _wlock."""
-        seq0, label0 = self._seq, self._next_label
+        label counter are put in the batch and it is written; self._seq advances only
+        once it is (readers catch derived indexes up to self._seq from the oplog), and if
+        building or writing the batch fails the label counter goes back, so memory never
+        runs ahead of the store. Raising _NothingToWrite inside leaves quietly without
+        writing. Caller holds _wlock."""
+        label0 = self._next_label
         b = self.store.batch()
-        self._seq += 1
+        seq = self._seq + 1
         try:
-            yield b, self._seq
-            self.store.put_meta(b, "seq", self._seq)
+            yield b, seq
+            self.store.put_meta(b, "seq", seq)
             self.store.put_meta(b, "next_label", self._next_label)
             with span("magray.store.write"):
                 self.store.write(b)
         except _NothingToWrite:
-            self._seq, self._next_label = seq0, label0
+            self._next_label = label0
         except BaseException:
-            self._seq, self._next_label = seq0, label0
+            self._next_label = label0
             raise
+        else:
+            # Only now: a search reading _seq catches the text index up to it, and the
+            # oplog entry of this sequence must be in the store by then.
+            self._seq = seq
 
     # -- reading -------------------------------------------------------------------------
 

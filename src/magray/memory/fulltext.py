@@ -134,9 +134,9 @@ class FullText:
 
     def join(self) -> None:
         """Wait for a background catch-up to finish."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        t = self._thread  # read once: close() and open() may race a flush's wait
+        if t is not None:
+            t.join()
 
     def close(self) -> None:
         """Wait for a background catch-up, then close the index."""

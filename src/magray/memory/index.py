@@ -288,6 +288,7 @@ class VectorIndex:
         self._q8: np.ndarray | None = None
         self._q8_ready = False
         self._q8_wanted = False
+        self._q8_err = 0.0  # the largest L2 distance of a row from its int8 copy / 127
         self._rebuild_thread: threading.Thread | None = None
         self.snapshot_seq = 0  # store sequence of the snapshot this state started from
         self.changes_since_save = 0
@@ -344,8 +345,6 @@ class VectorIndex:
 
     def add(self, rows: Sequence[Row], vectors: np.ndarray) -> None:
         """Insert (or replace) records; vectors are unit float32 rows."""
-        from magray.kernels import quantize_i8
-
         if not rows:
             return
         fresh = [i for i, r in enumerate(rows) if r.label not in self.pos]
@@ -359,8 +358,8 @@ class VectorIndex:
                     self._replaced.add(p)
                 if self.matrix is not None:
                     self.matrix[p] = vectors[i]
-                if self._q8 is not None:
-                    self._q8[p] = quantize_i8(vectors[i : i + 1])[0]
+                if self._q8 is not None and p >= self._cursor:  # read past it only
+                    self._q8[p] = self._quantized(vectors[i : i + 1])[0]
             if fresh:
                 self._grow(self.n + len(fresh))
                 start = self.n
@@ -371,7 +370,7 @@ class VectorIndex:
                 if self.matrix is not None:
                     self.matrix[start : start + len(fresh)] = vectors[fresh]
                 if self._q8 is not None:
-                    self._q8[start : start + len(fresh)] = quantize_i8(vectors[fresh])
+                    self._q8[start : start + len(fresh)] = self._quantized(vectors[fresh])
             if self.graph is not None:
                 labels = np.array([r.label for r in rows], np.int64)
                 need = self.graph.get_current_count() + len(fresh)
@@ -587,7 +586,7 @@ class VectorIndex:
         partial graph holds with their current vector are searched through it; the rows
         from the cursor on (a contiguous block) and the few replaced below it are scored
         exactly; the two are merged by score."""
-        from magray.kernels import topk, topk_i8
+        from magray.kernels import topk
 
         assert self.matrix is not None
         n, cur, g = self.n, min(self._cursor, self.n), self._partial
@@ -595,11 +594,8 @@ class VectorIndex:
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         if mask is None:
             dead = int(np.count_nonzero(~alive[cur:n]))
-            q8 = self._q8
-            if q8 is not None and self._q8_ready and n - cur >= self._Q8_MIN_ROWS:
-                # Candidates from the int8 copy, rescored exactly from the matrix.
-                cand = topk_i8(query, q8[cur:n], max(4 * (k + dead), 64))
-                idx, sc = topk(query, matrix[cur:n], k + dead, ids=cand)
+            if self._q8 is not None and self._q8_ready and n - cur >= self._Q8_MIN_ROWS:
+                idx, sc = self._tail_search(query, cur, n, k + dead)
             else:
                 if n - cur >= self._Q8_MIN_ROWS:
                     self._q8_wanted = True  # the build makes the copy between chunks
@@ -625,6 +621,44 @@ class VectorIndex:
         scores = np.concatenate([p[1] for p in parts])
         order = np.argsort(-scores, kind="stable")[:k]
         return labels[order], scores[order]
+
+    def _tail_search(
+        self, query: np.ndarray, cur: int, n: int, want: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top want of matrix rows [cur, n) (indices relative to cur, cosine
+        scores): candidates from the int8 copy, rescored from the matrix. The candidates
+        widen until the last one's int8 score, plus the largest error an int8 score can
+        have, is below the want-th exact score, so no other row can enter or tie: the
+        answer is the exact one, not an approximation."""
+        from magray.kernels import i8_query_scale, topk, topk_i8
+
+        assert self._q8 is not None and self.matrix is not None
+        rows = n - cur
+        s = i8_query_scale(query)
+        # |int8 score - exact| <= |q.e| + 0.5 sum|b| / (127 s) (kernels.topk_i8), with
+        # |e| <= _q8_err and sum|b| / 127 <= sqrt(d) (1 + _q8_err) for unit rows.
+        err = float(np.linalg.norm(query)) * self._q8_err + 1e-5
+        if s:
+            err += 0.5 * np.sqrt(self.dim) * (1 + self._q8_err) / s
+        c = min(rows, max(4 * want, 64))
+        while True:
+            cand, approx = topk_i8(query, self._q8[cur:n], c)
+            idx, sc = topk(query, self.matrix[cur:n], want, ids=cand)
+            if c >= rows or (len(sc) == want and float(approx[-1]) + err < float(sc[-1])):
+                return idx, sc
+            c = min(rows, c * 4)
+
+    def _quantized(self, x: np.ndarray) -> np.ndarray:
+        """The int8 copy of unit rows x, widening _q8_err (the largest L2 distance of a
+        row from its copy / 127) to cover them."""
+        from magray.kernels import quantize_i8
+
+        q = quantize_i8(x)
+        if len(x):
+            gap = x - q.astype(np.float32) * np.float32(1 / 127)
+            err = float(np.sqrt(np.einsum("ij,ij->i", gap, gap).max()))
+            self._q8_err = max(self._q8_err, err)
+        return q
 
     _Q8_MIN_ROWS = 4096  # below this, the float32 scan of the tail is as fast
     _Q8_BLOCK = 8192  # rows quantised at a time when a build starts (12 MiB of scratch)
@@ -792,8 +826,6 @@ class VectorIndex:
             self._partial = g
             self._q8, self._q8_ready, self._q8_wanted = None, False, False
 
-        from magray.kernels import quantize_i8
-
         def build() -> None:
             try:
                 cursor = 0
@@ -803,7 +835,7 @@ class VectorIndex:
                     if cursor >= n:
                         break
                     if self._q8_wanted and self._q8 is None:
-                        self._quantize_tail(cursor, quantize_i8)
+                        self._quantize_tail(cursor)
                     end = min(cursor + self._BUILD_CHUNK, n)
                     self._insert_rows(g, np.arange(cursor, end))
                     cursor = self._cursor = end  # after the versions: searches trust them
@@ -847,19 +879,20 @@ class VectorIndex:
         self._rebuild_thread = t
         t.start()
 
-    def _quantize_tail(self, cursor: int, quantize_i8: Callable[[np.ndarray], np.ndarray]) -> None:
+    def _quantize_tail(self, cursor: int) -> None:
         """Make the int8 copy of the rows from cursor on (the build thread, between two
         chunks): allocated under the write lock, so that every row a writer adds or
         replaces from then on is quantised as it is written; the rows already there are
         quantised in blocks under the read lock, searches going on meanwhile."""
         with _Write(self._rw):
             self._q8 = np.zeros((len(self.labels), self.dim), np.int8)  # pages on first use
+            self._q8_err = 0.0
             upto = self.n
         for lo in range(cursor, upto, self._Q8_BLOCK):
             with _Read(self._rw):
                 hi = min(lo + self._Q8_BLOCK, upto)
                 assert self._q8 is not None and self.matrix is not None
-                self._q8[lo:hi] = quantize_i8(self.matrix[lo:hi])
+                self._q8[lo:hi] = self._quantized(self.matrix[lo:hi])
         self._q8_ready = True
 
     def _stale_rows(self) -> np.ndarray:

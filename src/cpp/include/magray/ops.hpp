@@ -21,11 +21,13 @@ void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const 
           size_t nids, size_t k_out, Metric metric, int64_t* out_idx, float* out_scores);
 
 // Candidates of a one-query top-k over int8 rows: the query (d floats) is rounded to int16
-// at the largest scale for which no int32 sum over d products with int8 values can
-// overflow, every row's dot product with it is computed exactly, and the indices of the
-// k_out highest (ties to the lower row) are written best first. Rows are a quantised copy
-// of float vectors; the caller rescores the candidates from the floats.
-void topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_out, int64_t* out_idx);
+// at the largest scale s for which no int32 sum over d products with int8 values can
+// overflow (q16 = round(s * q)), every row's dot product with it is computed exactly, and
+// the indices of the k_out highest (ties to the lower row) are written best first with
+// their integer dot products (as float). Returns s. Throws on NaN or Inf in q. Rows are a
+// quantised copy of float vectors; the caller rescores the candidates from the floats.
+double topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_out, int64_t* out_idx,
+               float* out_scores);
 
 // Attention-masked mean over the token axis: hidden (b, s, d), mask (b, s) as int32 or int64
 // weights. An all-zero mask row gives a zero vector. Optionally L2-normalised.
