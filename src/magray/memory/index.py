@@ -288,7 +288,6 @@ class VectorIndex:
         self._q8: np.ndarray | None = None
         self._q8_ready = False
         self._q8_wanted = False
-        self._q8_err = 0.0  # the largest L2 distance of a row from its int8 copy / 127
         self._rebuild_thread: threading.Thread | None = None
         self.snapshot_seq = 0  # store sequence of the snapshot this state started from
         self.changes_since_save = 0
@@ -345,6 +344,8 @@ class VectorIndex:
 
     def add(self, rows: Sequence[Row], vectors: np.ndarray) -> None:
         """Insert (or replace) records; vectors are unit float32 rows."""
+        from magray.kernels import quantize_i8
+
         if not rows:
             return
         fresh = [i for i, r in enumerate(rows) if r.label not in self.pos]
@@ -359,7 +360,7 @@ class VectorIndex:
                 if self.matrix is not None:
                     self.matrix[p] = vectors[i]
                 if self._q8 is not None and p >= self._cursor:  # read past it only
-                    self._q8[p] = self._quantized(vectors[i : i + 1])[0]
+                    self._q8[p] = quantize_i8(vectors[i : i + 1])[0]
             if fresh:
                 self._grow(self.n + len(fresh))
                 start = self.n
@@ -370,7 +371,7 @@ class VectorIndex:
                 if self.matrix is not None:
                     self.matrix[start : start + len(fresh)] = vectors[fresh]
                 if self._q8 is not None:
-                    self._q8[start : start + len(fresh)] = self._quantized(vectors[fresh])
+                    self._q8[start : start + len(fresh)] = quantize_i8(vectors[fresh])
             if self.graph is not None:
                 labels = np.array([r.label for r in rows], np.int64)
                 need = self.graph.get_current_count() + len(fresh)
@@ -625,47 +626,34 @@ class VectorIndex:
     def _tail_search(
         self, query: np.ndarray, cur: int, n: int, want: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The exact top want of matrix rows [cur, n) (indices relative to cur, cosine
-        scores): candidates from the int8 copy, rescored from the matrix. The candidates
-        widen until the last one's int8 score, plus the largest error an int8 score can
-        have, is below the want-th exact score, so no other row can enter or tie: the
-        answer is the exact one, not an approximation."""
+        """The top want of matrix rows [cur, n) (indices relative to cur, cosine scores):
+        candidates from the int8 copy, rescored from the matrix. The candidates widen
+        until the last one's int8 score, plus a margin, is below the want-th exact
+        score, so that no row left out could enter or tie unless its int8 score is off
+        by more than the margin: six standard deviations of the rounding error along the
+        query (each coordinate's error is uniform in +-0.5/127, so the error of a score
+        has sigma |q| / (127 sqrt(12))), plus the query's own rounding. Over 100k rows
+        and 50 queries of each benchmark set, the largest error seen was 5.2 sigma; the
+        worst case (Cauchy-Schwarz, about sqrt(d) / 2 times larger) would need hundreds
+        of candidates on every search."""
         from magray.kernels import i8_query_scale, topk, topk_i8
 
         assert self._q8 is not None and self.matrix is not None
         rows = n - cur
         s = i8_query_scale(query)
-        # |int8 score - exact| <= |q.e| + 0.5 sum|b| / (127 s) (kernels.topk_i8), with
-        # |e| <= _q8_err and sum|b| / 127 <= sqrt(d) (1 + _q8_err) for unit rows.
-        err = float(np.linalg.norm(query)) * self._q8_err + 1e-5
+        margin = 6.0 * float(np.linalg.norm(query)) / (127.0 * np.sqrt(12.0)) + 1e-5
         if s:
-            err += 0.5 * np.sqrt(self.dim) * (1 + self._q8_err) / s
-        # The bound is Cauchy-Schwarz's, about sqrt(d) times the typical error, so the
-        # candidates start wide: rescoring a row costs a thousandth of scanning the tail,
-        # and a second scan costs a whole one. (100k rows of 384-d: 48-61 were needed on
-        # clustered data, 425-490 on spread data.)
-        c = min(rows, max(8 * want, self._Q8_CANDIDATES))
+            margin += 0.5 * np.sqrt(self.dim) / s  # the query's rounding (kernels.topk_i8)
+        c = min(rows, max(4 * want, self._Q8_CANDIDATES))
         while True:
             cand, approx = topk_i8(query, self._q8[cur:n], c)
             idx, sc = topk(query, self.matrix[cur:n], want, ids=cand)
-            if c >= rows or (len(sc) == want and float(approx[-1]) + err < float(sc[-1])):
+            if c >= rows or (len(sc) == want and float(approx[-1]) + margin < float(sc[-1])):
                 return idx, sc
             c = min(rows, c * 8)
 
-    def _quantized(self, x: np.ndarray) -> np.ndarray:
-        """The int8 copy of unit rows x, widening _q8_err (the largest L2 distance of a
-        row from its copy / 127) to cover them."""
-        from magray.kernels import quantize_i8
-
-        q = quantize_i8(x)
-        if len(x):
-            gap = x - q.astype(np.float32) * np.float32(1 / 127)
-            err = float(np.sqrt(np.einsum("ij,ij->i", gap, gap).max()))
-            self._q8_err = max(self._q8_err, err)
-        return q
-
     _Q8_MIN_ROWS = 4096  # below this, the float32 scan of the tail is as fast
-    _Q8_CANDIDATES = 1024  # candidates of the int8 scan rescored at first
+    _Q8_CANDIDATES = 128  # candidates of the int8 scan rescored at first (see _tail_search)
     _Q8_BLOCK = 8192  # rows quantised at a time when a build starts (12 MiB of scratch)
 
     def _exact_rows(
@@ -889,15 +877,16 @@ class VectorIndex:
         chunks): allocated under the write lock, so that every row a writer adds or
         replaces from then on is quantised as it is written; the rows already there are
         quantised in blocks under the read lock, searches going on meanwhile."""
+        from magray.kernels import quantize_i8
+
         with _Write(self._rw):
             self._q8 = np.zeros((len(self.labels), self.dim), np.int8)  # pages on first use
-            self._q8_err = 0.0
             upto = self.n
         for lo in range(cursor, upto, self._Q8_BLOCK):
             with _Read(self._rw):
                 hi = min(lo + self._Q8_BLOCK, upto)
                 assert self._q8 is not None and self.matrix is not None
-                self._q8[lo:hi] = self._quantized(self.matrix[lo:hi])
+                self._q8[lo:hi] = quantize_i8(self.matrix[lo:hi])
         self._q8_ready = True
 
     def _stale_rows(self) -> np.ndarray:
