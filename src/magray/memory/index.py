@@ -344,8 +344,6 @@ class VectorIndex:
 
     def add(self, rows: Sequence[Row], vectors: np.ndarray) -> None:
         """Insert (or replace) records; vectors are unit float32 rows."""
-        from magray.kernels import quantize_i8
-
         if not rows:
             return
         fresh = [i for i, r in enumerate(rows) if r.label not in self.pos]
@@ -360,6 +358,8 @@ class VectorIndex:
                 if self.matrix is not None:
                     self.matrix[p] = vectors[i]
                 if self._q8 is not None and p >= self._cursor:  # read past it only
+                    from magray.kernels import quantize_i8
+
                     self._q8[p] = quantize_i8(vectors[i : i + 1])[0]
             if fresh:
                 self._grow(self.n + len(fresh))
@@ -371,6 +371,8 @@ class VectorIndex:
                 if self.matrix is not None:
                     self.matrix[start : start + len(fresh)] = vectors[fresh]
                 if self._q8 is not None:
+                    from magray.kernels import quantize_i8
+
                     self._q8[start : start + len(fresh)] = quantize_i8(vectors[fresh])
             if self.graph is not None:
                 labels = np.array([r.label for r in rows], np.int64)
@@ -586,7 +588,8 @@ class VectorIndex:
         """Search while a graph is built. The rows below the build's cursor that the
         partial graph holds with their current vector are searched through it; the rows
         from the cursor on (a contiguous block) and the few replaced below it are scored
-        exactly; the two are merged by score."""
+        exactly (a large block without a filter through its int8 copy first, see
+        _tail_search); the two are merged by score."""
         from magray.kernels import topk
 
         assert self.matrix is not None
@@ -654,7 +657,7 @@ class VectorIndex:
 
     _Q8_MIN_ROWS = 4096  # below this, the float32 scan of the tail is as fast
     _Q8_CANDIDATES = 128  # candidates of the int8 scan rescored at first (see _tail_search)
-    _Q8_BLOCK = 8192  # rows quantised at a time when a build starts (12 MiB of scratch)
+    _Q8_BLOCK = 8192  # rows quantised at a time when the copy is made (12 MiB of scratch)
 
     def _exact_rows(
         self, query: np.ndarray, k: int, rows: np.ndarray
