@@ -279,6 +279,8 @@ def _i8_reference(q: np.ndarray, base: np.ndarray, k: int) -> tuple[list[int], n
     """topk_i8's answer computed in int64 by numpy: the query rounded to int16 at the
     documented scale, exact dot products, ties to the lower row; with the dot products."""
     s = kernels.i8_query_scale(q)
+    d, amax = q.shape[0], float(np.abs(q).max())
+    assert s == (min(32767.0, np.floor((2**31 - 1) / (128.0 * d))) / amax if amax else 0.0)
     q16 = np.rint(q.astype(np.float64) * s).astype(np.int64)
     dots = base.astype(np.int64) @ q16
     order = np.lexsort((np.arange(len(dots)), -dots))[:k]
@@ -349,5 +351,9 @@ def test_topk_i8_bad_arguments_name_the_fix() -> None:
     for bad in (np.nan, np.inf):
         with pytest.raises(ValueError, match="NaN or Inf"):
             kernels.topk_i8(np.array([bad] + [0.0] * 7, np.float32), base, 1)
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            kernels.i8_query_scale(np.array([bad] + [0.0] * 7, np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        kernels.i8_query_scale(np.ones(8))
     idx, scores = kernels.topk_i8(np.zeros(8, np.float32), base, 2)
     assert idx.tolist() == [0, 1] and scores.tolist() == [0.0, 0.0]

@@ -384,6 +384,12 @@ py::tuple topk_i8_py(py::handle q_obj, py::handle b_obj, py::int_ k_obj) {
     return py::make_tuple(idx, dots, scale);
 }
 
+double i8_query_scale_py(py::handle q_obj) {
+    py::array q = checked_f32(q_obj, "query", 1, 1);
+    const float* Q = static_cast<const float*>(q.data());
+    return i8_query_scale(Q, static_cast<size_t>(q.shape(0)));
+}
+
 py::array mean_pool_py(py::handle h_obj, py::handle m_obj, bool normalize) {
     py::array h = checked_f32(h_obj, "hidden", 3, 3);
     if (!py::isinstance<py::array>(m_obj))
@@ -471,6 +477,7 @@ PYBIND11_MODULE(_native, m) {
     m.def("l2_normalize", &l2_normalize_py, py::arg("x"), py::arg("out") = py::none());
     m.def("topk", &topk_py, py::arg("queries"), py::arg("base"), py::arg("k"), py::arg("metric") = "cosine",
           py::arg("ids") = py::none());
+    m.def("i8_query_scale", &i8_query_scale_py, py::arg("query"));
     m.def("topk_i8", &topk_i8_py, py::arg("query"), py::arg("base"), py::arg("k"));
     m.def("mean_pool", &mean_pool_py, py::arg("hidden"), py::arg("mask"), py::arg("normalize") = true);
     m.def("cpu_info", &cpu_info);

@@ -124,9 +124,7 @@ void l2_normalize(const float* x, float* out, size_t n, size_t d) {
         careful(i, out);
 }
 
-double topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_out, int64_t* out_idx,
-               float* out_scores) {
-    const VecKernels& K = active_kernels();
+double i8_query_scale(const float* q, size_t d) {
     float amax = 0.0f;
     for (size_t j = 0; j < d; ++j) {
         if (!std::isfinite(q[j]))
@@ -135,7 +133,13 @@ double topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_ou
     }
     // |sum| <= d * 128 * max|q16| must stay below 2^31 (int8 reaches -128).
     const double bound = std::min(32767.0, std::floor(2147483647.0 / (128.0 * static_cast<double>(d))));
-    const double s = amax > 0.0f ? bound / amax : 0.0;
+    return amax > 0.0f ? bound / amax : 0.0;
+}
+
+double topk_i8(const float* q, const int8_t* B, size_t nb, size_t d, size_t k_out, int64_t* out_idx,
+               float* out_scores) {
+    const VecKernels& K = active_kernels();
+    const double s = i8_query_scale(q, d);
     std::vector<int16_t> q16(d);
     for (size_t j = 0; j < d; ++j) q16[j] = static_cast<int16_t>(std::lrint(q[j] * s));
     constexpr size_t kBlock = 4096;

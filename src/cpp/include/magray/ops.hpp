@@ -20,6 +20,11 @@ enum class Metric { dot, cosine, l2 };
 void topk(const float* Q, size_t nq, const float* B, size_t nb, size_t d, const int64_t* ids,
           size_t nids, size_t k_out, Metric metric, int64_t* out_idx, float* out_scores);
 
+// The scale s at which topk_i8 rounds a query of d floats to int16 (round(s * q)): the
+// largest for which no int32 sum of d products with int8 values can overflow; 0 for a zero
+// query. Throws on NaN or Inf.
+double i8_query_scale(const float* q, size_t d);
+
 // Candidates of a one-query top-k over int8 rows: the query (d floats) is rounded to int16
 // at the largest scale s for which no int32 sum over d products with int8 values can
 // overflow (q16 = round(s * q)), every row's dot product with it is computed exactly, and
