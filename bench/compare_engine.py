@@ -209,20 +209,20 @@ def promote_10k(work: Path, data: Any, texts: list[str]) -> None:
         idx = mem._index
         graph_before = idx.graph
         index_s = [0.0]
-        original = VectorIndex.update_columns
+        original = VectorIndex.set_layer
 
-        def timed(self: Any, rows: Any) -> None:
+        def timed(self: Any, labels: Any, layer: int) -> None:
             t = time.perf_counter()
-            original(self, rows)
+            original(self, labels, layer)
             index_s[0] += time.perf_counter() - t
 
-        VectorIndex.update_columns = timed  # type: ignore[method-assign]
+        VectorIndex.set_layer = timed  # type: ignore[method-assign]
         try:
             t0 = time.perf_counter()
             report_ = mem.promote()
             took = time.perf_counter() - t0
         finally:
-            VectorIndex.update_columns = original  # type: ignore[method-assign]
+            VectorIndex.set_layer = original  # type: ignore[method-assign]
         moved = len(report_.moved)
         assert idx.graph is graph_before and idx.state == "graph"
         record_size = len(mem.store.get("records", raw_id(report_.moved[0].id)) or b"")

@@ -126,10 +126,10 @@ def test_move_interrupted_between_store_and_index_is_repaired(
     a = m.add("important decision about the schema", importance=0.9)
     from magray.memory.index import VectorIndex
 
-    def boom(self, rows):  # type: ignore[no-untyped-def]
+    def boom(self, labels, layer):  # type: ignore[no-untyped-def]
         raise RuntimeError("crash after the store moved")
 
-    monkeypatch.setattr(VectorIndex, "update_columns", boom)
+    monkeypatch.setattr(VectorIndex, "set_layer", boom)
     with pytest.raises(RuntimeError):
         m.promote()
     monkeypatch.undo()

@@ -130,9 +130,10 @@ def test_promotion_moves_no_vector_and_rebuilds_no_index(
 def test_planning_reads_only_the_records_that_qualify(
     store_path: Path, clock: FakeClock, summaries: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Promotion and expiry plan from the summary beside each layer_time key and read only
-    # the records it selects; a store written before summaries existed (empty values)
-    # gets the same answers by reading every record.
+    # Promotion plans from the promotable keys and reads only the records they name;
+    # expiry plans from the summary beside each layer_time key. A store written before
+    # either existed (empty summaries, no promotable keys) is read in full once, when
+    # it opens, to make the keys; from then on promotion reads only what qualifies.
     from magray.memory.codec import StoredRecord
 
     with magray.open(store_path, embedder="hash", clock=clock) as m:
@@ -140,11 +141,14 @@ def test_planning_reads_only_the_records_that_qualify(
         for _ in range(3):
             assert m.search("note number 1", k=1)[0].id == ids[1]
         old = m.add("an old insight", layer="insights")
-        if summaries == "absent":  # blank every summary, as an older version wrote them
+        if summaries == "absent":  # as an older version wrote the store
             m._flush_access()
             b = m.store.batch()
             for key, _ in m.store.scan("layer_time", b""):
                 b.put(bytes(key), b"", m.store.handle["layer_time"])
+            for key, _ in m.store.scan("promotable", b""):
+                b.delete(bytes(key), m.store.handle["promotable"])
+            b.delete(b"promotable_rule", m.store.handle["meta"])
             m.store.write(b)
 
     decoded: list[bytes] = []
@@ -155,16 +159,87 @@ def test_planning_reads_only_the_records_that_qualify(
         return original(rid, raw)
 
     want = {ids[i] for i in range(0, 60, 10)} | {ids[1]}
+    monkeypatch.setattr(StoredRecord, "decode", staticmethod(counting))
     with magray.open(store_path, embedder="hash", clock=clock) as m:
-        monkeypatch.setattr(StoredRecord, "decode", staticmethod(counting))
+        assert len(decoded) == (61 if summaries == "absent" else 0)
+        decoded.clear()
         report = m.promote(dry_run=True)
-        read = len(decoded)
+        assert len(decoded) == len(want)  # the 7 that qualify, not all 61
         monkeypatch.undo()
         assert {mv.id for mv in report.moved} == want
-        if summaries == "current":
-            assert read == len(want)  # the 7 that qualify, not all 61
-        else:
-            assert read == 61
         clock.advance(100 * DAY)
         expired = m.expire(dry_run=True)
         assert {mv.id for mv in expired.expired} == (set(ids) - want) | {old}
+
+
+def test_promotable_keys_follow_the_thresholds_a_store_opens_with(
+    store_path: Path, clock: FakeClock
+) -> None:
+    # The promotable keys are made under the thresholds a store was last opened with;
+    # opening under others makes them anew, so planning never misses a record.
+    import dataclasses
+
+    from magray.config import MemoryConfig
+
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        ids = [m.add(f"note number {i}", importance=i / 10) for i in range(10)]
+        m.search("note number 2", k=1)  # accesses, written by the flush at close
+    lower = dataclasses.replace(MemoryConfig(), promote_importance=0.35, promote_access_count=1)
+    with magray.open(store_path, embedder="hash", clock=clock, config=lower) as m:
+        moved = {mv.id for mv in m.promote(dry_run=True).moved}
+        assert moved == {ids[2]} | set(ids[4:])
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        assert {mv.id for mv in m.promote(dry_run=True).moved} == set(ids[8:])
+        for _ in range(2):  # with the first, three accesses: the flush makes it promotable
+            m.search("note number 2", k=1)
+        m._flush_access()
+        assert {mv.id for mv in m.promote().moved} == {ids[2]} | set(ids[8:])
+        assert m.get(ids[2]).layer is Layer.INSIGHTS
+
+
+def test_promotable_keys_stay_in_step_with_every_write(store_path: Path, clock: FakeClock) -> None:
+    def keyed(m: magray.Memory) -> dict[str, str]:
+        from magray.memory import ids as idcodec
+
+        return {
+            idcodec.encode(bytes(k[1:])): Layer.from_code(k[0]).value
+            for k, _ in m.store.scan("promotable", b"")
+        }
+
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        a = m.add("alpha note", importance=0.9)
+        b = m.add("beta note", importance=0.1)
+        c = m.add("gamma note", importance=0.97, layer="insights")
+        assert keyed(m) == {a: "interact", c: "insights"}
+        m.update(a, importance=0.2)  # no longer promotable
+        m.update(b, importance=0.85)  # now promotable
+        assert keyed(m) == {b: "interact", c: "insights"}
+        m.update(b, layer="insights")  # promotable in insights only from 0.95
+        m.update(c, text="gamma note, rewritten")
+        assert keyed(m) == {c: "insights"}
+        m.delete(c)
+        assert keyed(m) == {}
+        m.update(a, importance=0.99)
+        assert {mv.id for mv in m.promote().moved} == {a}  # straight on to assets
+        assert keyed(m) == {} and m.get(a).layer is Layer.ASSETS
+
+
+def test_a_promotable_key_out_of_step_is_dropped_not_followed(
+    store_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from magray.memory import ids as idcodec
+    from magray.memory.validate import raw_id
+
+    with magray.open(store_path, embedder="hash", clock=clock) as m:
+        a = m.add("alpha note", importance=0.1)
+        b = m.store.batch()
+        for key in (bytes((0,)) + raw_id(a), bytes((0,)) + idcodec.new_id()):
+            b.put(key, b"", m.store.handle["promotable"])
+        m.store.write(b)
+        assert m.promote(dry_run=True).moved == []
+        assert len(list(m.store.scan("promotable", b""))) == 2  # a dry run writes nothing
+        with caplog.at_level("WARNING", logger="magray.memory"):
+            assert m.promote().moved == []
+        assert "2 promotable keys" in caplog.text
+        assert list(m.store.scan("promotable", b"")) == []
+        assert m.get(a).layer is Layer.INTERACT

@@ -328,6 +328,16 @@ class Engine(RuleBasedStateMachine):
                 )
                 assert 0 <= rec.created_at - columns.created_at[i] < 0.001
         assert len(seen) == len(self.model)
+        # ... and the promotable keys name exactly the records a promotion rule may move.
+        from magray.memory.lifecycle import promotable
+
+        keyed = {bytes(k) for k, _ in store.scan("promotable", b"")}
+        expected = set()
+        for key, _ in entries:
+            rec = StoredRecord.decode(key[9:], store.get("records", key[9:]) or b"")
+            if promotable(self.mem.config, rec.layer, rec):
+                expected.add(bytes((rec.layer.code,)) + rec.raw_id)
+        assert keyed == expected
 
     @invariant()
     def every_live_record_is_found_by_its_own_vector(self) -> None:

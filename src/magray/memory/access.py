@@ -13,10 +13,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from magray.config import MemoryConfig
-from magray.memory.codec import StoredRecord, with_access
+from magray.memory.codec import SUMMARY, StoredRecord, promotable_key, with_access
+from magray.memory.lifecycle import promotable
+from magray.memory.record import Layer
 from magray.memory.store import Store
 
 
@@ -39,6 +41,15 @@ class Pending:
         """Fold these statistics into rec (before it is written)."""
         rec.access_count += self.count
         rec.last_access = max(rec.last_access, self.last)
+
+
+class _Usage(NamedTuple):
+    """A lifecycle summary's fields, as the lifecycle rules read them."""
+
+    importance: float
+    access_count: int
+    last_access: float
+    layer_since: float
 
 
 class AccessLog:
@@ -119,6 +130,8 @@ class AccessLog:
         keys = list(pending)
         records: Any = store.handle["records"]
         layer_time: Any = store.handle["layer_time"]
+        candidates: Any = store.handle["promotable"]
+        cfg = self.config
         done = 0
         try:
             for start in range(0, len(keys), self.FLUSH_CHUNK):
@@ -131,6 +144,9 @@ class AccessLog:
                     value, key, summary = with_access(rid, raw, p.count, p.last)
                     b.put(rid, value, records)
                     b.put(key, summary, layer_time)
+                    layer = Layer.from_code(key[0])
+                    if promotable(cfg, layer, _Usage(*SUMMARY.unpack(summary))):
+                        b.put(promotable_key(layer, rid), b"", candidates)
                 store.write(b, durable=False)
                 done = start + len(chunk)
         except BaseException:

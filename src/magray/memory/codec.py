@@ -198,11 +198,12 @@ def layer_time_key(layer: Layer, created_at: float, raw_id: bytes) -> bytes:
     return bytes((layer.code,)) + u64(int(created_at * 1000)) + raw_id
 
 
-_SUMMARY = struct.Struct("<dQdd")  # importance, access_count, last_access, layer_since
+# A layer_time value: importance, access_count, last_access, layer_since.
+SUMMARY = struct.Struct("<dQdd")
 _SUMMARY_DTYPE = np.dtype(
     [("importance", "<f8"), ("access_count", "<u8"), ("last_access", "<f8"), ("layer_since", "<f8")]
 )
-_NO_SUMMARY = bytes(_SUMMARY.size)
+_NO_SUMMARY = bytes(SUMMARY.size)
 
 
 # Positions in a stored record's field list (StoredRecord.__init__ and encode give the order).
@@ -223,7 +224,7 @@ def with_access(raw_id: bytes, raw: bytes, count: int, last: float) -> tuple[byt
     if last > fields[_F_LAST_ACCESS]:
         fields[_F_LAST_ACCESS] = last
     key = layer_time_key(Layer.from_code(fields[_F_LAYER]), fields[_F_CREATED], raw_id)
-    summary = _SUMMARY.pack(
+    summary = SUMMARY.pack(
         fields[_F_IMPORTANCE],
         fields[_F_ACCESS_COUNT],
         fields[_F_LAST_ACCESS],
@@ -235,7 +236,7 @@ def with_access(raw_id: bytes, raw: bytes, count: int, last: float) -> tuple[byt
 def lifecycle_summary(rec: StoredRecord) -> bytes:
     """The value of rec's ``layer_time`` key (32 bytes): what the lifecycle rules read,
     written with every write of rec so that planning scans keys instead of records."""
-    return _SUMMARY.pack(rec.importance, rec.access_count, rec.last_access, rec.layer_since)
+    return SUMMARY.pack(rec.importance, rec.access_count, rec.last_access, rec.layer_since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,22 +256,39 @@ class Summaries:
     known: np.ndarray
 
 
+_KEY_SIZE = 25  # layer(1) created ms(8) id(16)
+_KEY_DTYPE = np.dtype([("layer", "u1"), ("created_ms", ">u8"), ("id", "V16")])
+
+
 def read_summaries(keys: Sequence[bytes], values: Sequence[bytes]) -> Summaries:
-    """Decode ``layer_time`` keys and their values in one pass (no per-entry objects)."""
-    size = _SUMMARY.size
-    known = np.fromiter((len(v) == size for v in values), dtype=bool, count=len(values))
-    rows = np.frombuffer(
-        b"".join(v if len(v) == size else _NO_SUMMARY for v in values), dtype=_SUMMARY_DTYPE
-    )
-    created = np.frombuffer(b"".join(k[1:9] for k in keys), dtype=">u8") / 1000.0
+    """Decode ``layer_time`` keys and their values as columns, without a Python object
+    or step per entry when every key and value has its usual size (an older store's
+    entries without a summary take a slower path)."""
+    n = len(values)
+    size = SUMMARY.size
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    known = lengths == size
+    if known.all():
+        joined = b"".join(values)
+    else:
+        joined = b"".join(v if len(v) == size else _NO_SUMMARY for v in values)
+    rows = np.frombuffer(joined, dtype=_SUMMARY_DTYPE)
+    if (np.fromiter(map(len, keys), dtype=np.int64, count=n) == _KEY_SIZE).all():
+        created_ms = np.frombuffer(b"".join(keys), dtype=_KEY_DTYPE)["created_ms"]
+    else:
+        created_ms = np.frombuffer(b"".join(k[1:9] for k in keys), dtype=">u8")
     return Summaries(
         rows["importance"],
         rows["access_count"],
         rows["last_access"],
         rows["layer_since"],
-        created,
+        created_ms / 1000.0,
         known,
     )
+
+
+def promotable_key(layer: Layer, raw_id: bytes) -> bytes:
+    return bytes((layer.code,)) + raw_id
 
 
 def label_key(layer: Layer, label: int) -> bytes:

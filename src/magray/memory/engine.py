@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -62,6 +63,7 @@ from magray.memory.codec import (
     label_key,
     layer_time_key,
     lifecycle_summary,
+    promotable_key,
     read_summaries,
     record_of,
     text_key,
@@ -73,6 +75,7 @@ from magray.memory.fulltext import FullText
 from magray.memory.fusion import blend
 from magray.memory.index import SNAPSHOT_DIR, Interner, Row, VectorIndex
 from magray.memory.indexing import apply_ops, index_from_store, oplog_after, row_of
+from magray.memory.lifecycle import promotable, promotable_rule
 from magray.memory.lock import WriterLock
 from magray.memory.observe import Instruments
 from magray.memory.query import plan as query_plan
@@ -106,6 +109,8 @@ class _NothingToWrite(Exception):
 
 _LOG = logging.getLogger("magray.memory")
 Clock = Callable[[], float]
+_SCAN_CHUNK = 65_536  # layer_time entries summarised at a time by lifecycle planning
+_READ_CHUNK = 4096  # records read per multi_get
 
 _OPEN: weakref.WeakSet[Memory] = weakref.WeakSet()  # stores this process has not closed
 if hasattr(os, "register_at_fork"):  # a forked child must not close its parent's stores
@@ -189,6 +194,8 @@ class Memory:
             self._embedding = EmbeddingPath(embedder, self.store, config, self._obs)
             self._fulltext = FullText(self.store)  # the BM25 index, once the store has vectors
             self._init_meta(reembed)
+            if not read_only:
+                self._sync_promotable()
             if self.dim:
                 self._open_indexes()
         except BaseException as exc:
@@ -255,6 +262,37 @@ class Memory:
                 "reembed=True and call mem.reembed() to convert the store"
             )
         self._reembed_target = e.fingerprint
+
+    def _sync_promotable(self) -> None:
+        """Make the ``promotable`` keys anew when the store's were made under other
+        thresholds, or by a magray from before they existed: from the layer_time
+        summaries of interact and insights, 50k keys to a batch, the rule recorded with
+        the last batch (an open interrupted midway starts over)."""
+        s = self.store
+        rule = promotable_rule(self.config)
+        if s.meta("promotable_rule") == rule:
+            return
+        with self._wlock:
+            handle = s.handle["promotable"]
+            b = s.batch()
+            for key, _ in s.scan("promotable"):
+                b.delete(key, handle)
+            s.write(b)
+            b, n = s.batch(), 0
+            for layer in (Layer.INTERACT, Layer.INSIGHTS):
+
+                def keep(r: Any, layer: Layer = layer) -> Any:
+                    return promotable(self.config, layer, r)
+
+                for rec in self._records_of(layer, keep):
+                    if keep(rec):
+                        b.put(promotable_key(layer, rec.raw_id), b"", handle)
+                        n += 1
+                        if n % 50_000 == 0:
+                            s.write(b)
+                            b = s.batch()
+            s.put_meta(b, "promotable_rule", rule)
+            s.write(b)
 
     def _open_indexes(self) -> None:
         """Load the index snapshot (or rebuild the index from the store), publish it in
@@ -932,6 +970,8 @@ class Memory:
             lifecycle_summary(rec),
             self.store.handle["layer_time"],
         )
+        if promotable(self.config, rec.layer, rec):
+            b.put(promotable_key(rec.layer, rec.raw_id), b"", self.store.handle["promotable"])
 
     def _load(self, rid: bytes) -> StoredRecord:
         raw = self.store.get("records", rid)
@@ -1011,6 +1051,8 @@ class Memory:
         old_label = rec.label
         moved = new_layer is not None and new_layer != rec.layer
         with self._writing() as (b, seq):
+            # _put_record puts the key back if the record stays promotable.
+            b.delete(promotable_key(rec.layer, rid), self.store.handle["promotable"])
             holders = TextHolders(self.store)
             if new_text is not None and new_text != rec.text:
                 holders.remove(text_key(rec.layer, hash128(rec.text)), rid)
@@ -1068,28 +1110,31 @@ class Memory:
         now: float,
         reason: str,
         digest: bytes | None = None,
+        logged: bytes | None = None,
     ) -> None:
         """Batch the key changes of moving rec to another layer. Its label stays (the
         index changes a column, not a vector); its text's holder entry moves with it
         (holders is written into b by the caller), and the caller writes the record with
-        _put_record, which puts its new layer_time entry."""
-        from magray.kernels import hash128
-
+        _put_record, which puts its new layer_time and promotable entries. logged: the
+        packed lifecycle-log value, when the caller has it already."""
+        h = self.store.handle
         rid = rec.raw_id
         if digest is None:
+            from magray.kernels import hash128
+
             digest = hash128(rec.text)
-        b.delete(layer_time_key(rec.layer, rec.created_at, rid), self.store.handle["layer_time"])
-        b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
-        holders.remove(text_key(rec.layer, digest), rid)
-        b.put(
-            u64(int(now * 1000)) + rid,
-            pack([rec.layer.code, to.code, reason]),
-            self.store.handle["moves"],
-        )
+        old = rec.layer
+        b.delete(layer_time_key(old, rec.created_at, rid), h["layer_time"])
+        b.delete(label_key(old, rec.label), h["labels"])
+        b.put(label_key(to, rec.label), rid, h["labels"])
+        b.delete(promotable_key(old, rid), h["promotable"])
+        holders.remove(text_key(old, digest), rid)
+        holders.add(text_key(to, digest), rid)
+        if logged is None:
+            logged = pack([rec.layer.code, to.code, reason])
+        b.put(u64(int(now * 1000)) + rid, logged, h["moves"])
         rec.layer = to
         rec.layer_since = now
-        b.put(label_key(to, rec.label), rid, self.store.handle["labels"])
-        holders.add(text_key(to, digest), rid)
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Delete records by id; returns how many. An unknown id raises NotFoundError and
@@ -1132,6 +1177,8 @@ class Memory:
                     self.store.handle["layer_time"],
                 )
                 b.delete(label_key(rec.layer, rec.label), self.store.handle["labels"])
+                if promotable(self.config, rec.layer, rec):
+                    b.delete(promotable_key(rec.layer, rid), self.store.handle["promotable"])
                 holders.remove(tkeys[i], rid)
                 self._put_op(b, seq, i, [OP_DEL, rec.layer.code, rec.label])
                 if reason is not None:
@@ -1156,26 +1203,45 @@ class Memory:
         """The records of layer, oldest first; with keep, only those whose layer_time
         summary keep accepts (keep maps Summaries columns to a boolean mask). A record of
         an older store, without a summary, is read anyway."""
-        keys: list[bytes] = []
-        values: list[bytes] = []
-
-        def chunk() -> Iterable[StoredRecord]:
-            rids = [key[9:] for key in keys]
-            if keep is not None and keys:
+        items = self.store.scan("layer_time", bytes((layer.code,)))
+        while chunk := list(itertools.islice(items, _SCAN_CHUNK)):
+            keys, values = zip(*chunk)
+            if keep is None:
+                rids = [key[9:] for key in keys]
+            else:
                 summaries = read_summaries(keys, values)
                 wanted = np.asarray(keep(summaries)) | ~summaries.known
-                rids = [rid for rid, w in zip(rids, wanted.tolist()) if w]
-            for rid, raw in zip(rids, self.store.multi_get("records", rids)):
-                if raw is not None:
-                    yield StoredRecord.decode(rid, raw)
+                rids = [keys[i][9:] for i in np.flatnonzero(wanted).tolist()]
+            for i in range(0, len(rids), _READ_CHUNK):
+                part = rids[i : i + _READ_CHUNK]
+                for rid, raw in zip(part, self.store.multi_get("records", part)):
+                    if raw is not None:
+                        yield StoredRecord.decode(rid, raw)
 
-        for key, value in self.store.scan("layer_time", bytes((layer.code,))):
-            keys.append(key)
-            values.append(value)
-            if len(keys) >= 4096:
-                yield from chunk()
-                keys, values = [], []
-        yield from chunk()
+    def _promotable_records(self, layer: Layer, stale: list[bytes]) -> Iterator[StoredRecord]:
+        """The records of layer that hold a ``promotable`` key, in id order. A key whose
+        record is gone, in another layer or no longer promotable is added to stale (the
+        keys are kept exactly in step with the records, so none is expected)."""
+        prefix = bytes((layer.code,))
+        rids = [key[1:] for key, _ in self.store.scan("promotable", prefix)]
+        for i in range(0, len(rids), _READ_CHUNK):
+            part = rids[i : i + _READ_CHUNK]
+            for rid, raw in zip(part, self.store.multi_get("records", part)):
+                rec = None if raw is None else StoredRecord.decode(rid, raw)
+                if rec is None or rec.layer is not layer or not promotable(self.config, layer, rec):
+                    stale.append(prefix + rid)
+                else:
+                    yield rec
+
+    def _drop_promotable(self, keys: list[bytes]) -> None:
+        _LOG.warning(
+            "removing %d promotable keys that were out of step with their records", len(keys)
+        )
+        handle = self.store.handle["promotable"]
+        b = self.store.batch()
+        for key in keys:
+            b.delete(key, handle)
+        self.store.write(b)
 
     def promote(self, now: float | None = None, *, dry_run: bool = False) -> LifecycleReport:
         """Move records that keep being used, or matter, to a more lasting layer."""
@@ -1187,7 +1253,12 @@ class Memory:
             self._flush_access()
             now = self._clock() if now is None else float(now)
             report = LifecycleReport(dry_run=dry_run)
-            planned = promotions(self._records_of, self.config, now)
+            stale: list[bytes] = []
+            planned = promotions(
+                lambda layer, _: self._promotable_records(layer, stale), self.config, now
+            )
+            if stale and not dry_run:
+                self._drop_promotable(stale)
             for rec, to, reason in planned:
                 report.moved.append(Move(idcodec.encode(rec.raw_id), rec.layer, to, reason, now))
             if not dry_run and planned:
@@ -1231,6 +1302,7 @@ class Memory:
         from magray.kernels import hash128_many
 
         idx = self._index
+        logged: dict[tuple[int, int, str], bytes] = {}  # packed log values: few reasons
         for i in range(0, len(planned), 1000):
             part = planned[i : i + 1000]
             digests = [bytes(d) for d in hash128_many(tuple(rec.text for rec, _, _ in part))]
@@ -1241,14 +1313,19 @@ class Memory:
                     + [text_key(to, d) for (_, to, _), d in zip(part, digests)]
                 )
                 for j, (rec, to, reason) in enumerate(part):
-                    self._move_keys(b, holders, rec, to, now, reason, digests[j])
+                    log_key = (rec.layer.code, to.code, reason)
+                    value = logged.get(log_key)
+                    if value is None:
+                        value = logged[log_key] = pack(list(log_key))
+                    self._move_keys(b, holders, rec, to, now, reason, digests[j], value)
                     self._put_record(b, rec)
-                    self._put_op(b, seq, j, [OP_META, rec.layer.code, rec.label, rec.raw_id])
+                    self._put_op(b, seq, j, [OP_META, to.code, rec.label, rec.raw_id])
                 holders.write(b)
             # The store has moved; now the index (a crash here is repaired on open).
             if idx is not None:
                 with self._index_guard():
-                    idx.update_columns([row_of(rec) for rec, _, _ in part])
+                    for to in {to for _, to, _ in part}:
+                        idx.set_layer([rec.label for rec, t, _ in part if t is to], to.code)
             self._applied_seq = seq
 
     @contextlib.contextmanager

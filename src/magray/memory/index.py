@@ -417,6 +417,14 @@ class VectorIndex:
                     changed += 1
         self.changes_since_save += changed
 
+    def set_layer(self, labels: Sequence[int], layer: int) -> None:
+        """Move indexed records to another layer (its code): one column write under one
+        lock; their vectors stay where they are. Labels not in the index are skipped."""
+        with _Write(self._rw):
+            found = [p for p in map(self.pos.get, labels) if p is not None]
+            self.layer[found] = layer
+        self.changes_since_save += len(found)
+
     def remove(self, labels: Iterable[int]) -> int:
         removed = 0
         with _Write(self._rw):

@@ -43,6 +43,30 @@ def _assets_due(c: MemoryConfig, r: Any, now: float) -> Any:
     )
 
 
+def promotable(c: MemoryConfig, layer: Layer, r: Any) -> Any:
+    """Whether a record of layer may be promoted now or once it is old enough: the
+    promotion rules without their age condition (r: a record, or Summaries columns).
+
+    The store keeps a ``promotable`` key for exactly the records of which this holds, so
+    planning a promotion reads those records alone instead of scanning the layer."""
+    if layer is Layer.INTERACT:
+        return _insights_due(c, r)
+    if layer is Layer.INSIGHTS:
+        return (r.importance >= c.assets_importance) | (r.access_count >= c.assets_access_count)
+    return False  # assets is the last layer
+
+
+def promotable_rule(c: MemoryConfig) -> list[float]:
+    """The thresholds :func:`promotable` reads; the store's ``promotable`` keys were made
+    under the rule it records, and are remade when a store opens under another."""
+    return [
+        c.promote_access_count,
+        c.promote_importance,
+        c.assets_access_count,
+        c.assets_importance,
+    ]
+
+
 def _stale(r: Any, now: float, limit: float) -> Any:
     return now - np.maximum(r.layer_since, r.last_access) > limit
 

@@ -14,12 +14,11 @@ class Layer(str, enum.Enum):
     INSIGHTS = "insights"  # what kept being used: expires after 90 days without use
     ASSETS = "assets"  # permanent
 
-    def __str__(self) -> str:
-        return self.value
+    code: int  # the layer's byte in store keys: 0, 1, 2, hottest first (set below)
 
-    @property
-    def code(self) -> int:
-        return _LAYER_CODES[self]
+    def __str__(self) -> str:
+        name: str = self.value
+        return name
 
     @staticmethod
     def from_code(code: int) -> Layer:
@@ -40,7 +39,8 @@ class Layer(str, enum.Enum):
 
 
 _LAYERS = list(Layer)
-_LAYER_CODES = {layer: i for i, layer in enumerate(_LAYERS)}
+for _code, _layer in enumerate(_LAYERS):  # an attribute, not a property: keys read it often
+    _layer.code = _code
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,9 @@ Column families (all keys and values are bytes):
     texthash   layer(1) hash128(text)(16)      -> id(16)   exact-duplicate lookup
     oplog      seq(8) index(4)                 -> [op, layer, label]  index changes to replay
     moves      at_ms(8) id(16)                 -> [from, to, reason]  the lifecycle log
+    promotable layer(1) id(16)                 -> b""      records a promotion rule may move
+                                                  (lifecycle.promotable), so planning
+                                                  reads them alone
     meta       name                            -> value    schema, dimension, fingerprint, seq
     cache      key(16)                         -> cached embedding (the embedding cache)
     staged     id(16)                          -> float32 vector of the model a re-embed
@@ -68,6 +71,7 @@ CFS = (
     "texthash",
     "oplog",
     "moves",
+    "promotable",
     "meta",
     "cache",
     "staged",
