@@ -94,6 +94,26 @@ def test_every_filter_works_in_every_mode(filled: tuple[Any, list[str]], mode: s
     assert mem.search(q, k=6, mode=mode, contains="no such text") == []
 
 
+@pytest.mark.parametrize(
+    "restrict", [{"project": "net"}, {"tags": ["ops", "db"]}, {"contains": "err_"}]
+)
+def test_a_filter_leaves_each_text_score_as_it_is(
+    filled: tuple[Any, list[str]], restrict: dict[str, Any]
+) -> None:
+    # A filter narrows the records, not their BM25 scores: the same record scores the
+    # same with and without it, so min_score means one thing in both.
+    mem, ids = filled
+    q = "connection reset database"
+    plain = {h.id: h.score for h in mem.search(q, k=6, mode="text")}
+    narrowed = {h.id: h.score for h in mem.search(q, k=6, mode="text", **restrict)}
+    assert narrowed and set(narrowed) <= set(plain)
+    for rid, score in narrowed.items():
+        assert score == pytest.approx(plain[rid], rel=1e-6)
+    floor = min(narrowed.values())
+    kept = mem.search(q, k=6, mode="text", min_score=floor, **restrict)
+    assert {h.id for h in kept} == set(narrowed)
+
+
 def test_contains_alone_is_exact(filled: tuple[Any, list[str]]) -> None:
     mem, ids = filled
     for needle, want in [

@@ -187,7 +187,11 @@ class TextIndex:
             return None
         q = t.Query.boolean_query(clauses)
         if labels is not None:
-            only = t.Query.term_set_query(self.schema, "label", list(labels))
+            # Scored 0: a restricted search gives each document its unrestricted BM25
+            # score (a plain term set would add 1 to every score).
+            only = t.Query.const_score_query(
+                t.Query.term_set_query(self.schema, "label", list(labels)), 0.0
+            )
             q = t.Query.boolean_query([(t.Occur.Must, q), (t.Occur.Must, only)])
         return q
 
