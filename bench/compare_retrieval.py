@@ -11,7 +11,11 @@ candidate lists (top 50 of each mode), so the choice of fusion rests on the same
 
 - ``rrf``: reciprocal rank fusion, k=60, and weighted 1:2 and 2:1 (vector:text);
 - ``blend``: a convex combination of min-max normalised scores, alpha (the vector
-  weight) in 0.3 / 0.4 / 0.5 / 0.6 / 0.7; ``mode="hybrid"`` is the blend at 0.4;
+  weight) in 0.3 / 0.4 / 0.5 / 0.6 / 0.7, a candidate missing from one list counting
+  0 there ("missing 0"); ``mode="hybrid"`` is this at 0.4;
+- ``blend ... complete``: the same over the union of both lists, each candidate
+  scored by both modes as read from each mode's top 1000 (a vector candidate below
+  that gets the 1000th similarity; a text candidate missing there, BM25 0);
 - the same blend over two other normalisations: from each score's theoretical
   minimum (cosine -1, BM25 0) to the list's best, and mean +- 3 sigma (Qdrant's
   distribution-based fusion).
@@ -108,6 +112,26 @@ def blend(
     return [x for x, _ in fused]
 
 
+DEPTH = 50  # candidates each retriever hands to the fusion, as in the engine
+DEEP = 1000  # how deep each mode is read to complete the candidates' scores
+
+
+def complete(
+    vec: list[tuple[str, float]],
+    txt: list[tuple[str, float]],
+    deep_vec: list[tuple[str, float]],
+    deep_txt: list[tuple[str, float]],
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Both candidate lists completed over their union, as the engine's hybrid does: a
+    candidate one list lacks takes its score from that mode's deep list (a text
+    candidate missing there holds no query term: BM25 0; a vector candidate missing
+    there ranks below DEEP: the deep list's lowest similarity)."""
+    union = list(dict.fromkeys([x for x, _ in vec] + [x for x, _ in txt]))
+    dv, dt = dict(deep_vec), dict(deep_txt)
+    floor = min(dv.values()) if dv else 0.0
+    return [(x, dv.get(x, floor)) for x in union], [(x, dt.get(x, 0.0)) for x in union]
+
+
 def bm25s_rankings(docs: list[dict[str, str]], queries: list[dict[str, str]]) -> list[list[str]]:
     import bm25s
     import Stemmer
@@ -142,7 +166,7 @@ def quality(name: str, d: Path, model: str, limit: int) -> None:
             hybrid: list[list[str]] = []
             for x in queries:
                 for mode in ("vector", "text"):
-                    hits = mem.search(x["query"], k=50, mode=mode)
+                    hits = mem.search(x["query"], k=DEEP, mode=mode)
                     lists[mode].append([(by_rid[h.id], h.score) for h in hits])
                 hits = mem.search(x["query"], k=10, mode="hybrid")
                 hybrid.append([by_rid[h.id] for h in hits])
@@ -161,6 +185,8 @@ def report(
     relevant = [x["relevant"] for x in queries]
     print(f"[{label}] {len(queries)} queries")
     rows: dict[str, tuple[float, float]] = {}
+    deep = lists
+    lists = {m: [r[:DEPTH] for r in deep[m]] for m in deep}
     ranked = {m: [[x for x, _ in r] for r in lists[m]] for m in lists}
     rows["magray vector"] = score(ranked["vector"], relevant)
     rows["magray text (BM25)"] = score(ranked["text"], relevant)
@@ -171,7 +197,13 @@ def report(
         rows[f"fusion rrf k=60 vector:text {wv}:{wt}"] = score(fused, relevant)
     for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
         fused = [blend(v, t, alpha) for v, t in zip(lists["vector"], lists["text"])]
-        rows[f"fusion blend alpha={alpha}"] = score(fused, relevant)
+        rows[f"fusion blend alpha={alpha}, missing 0"] = score(fused, relevant)
+    for alpha in (0.3, 0.4, 0.5, 0.6):
+        fused = [
+            blend(*complete(v, t, dv, dt), alpha)
+            for v, t, dv, dt in zip(lists["vector"], lists["text"], deep["vector"], deep["text"])
+        ]
+        rows[f"fusion blend alpha={alpha}, complete"] = score(fused, relevant)
     for alpha in (0.5, 0.8):
         norms = (theoretical_min(-1.0), theoretical_min(0.0))
         fused = [blend(v, t, alpha, *norms) for v, t in zip(lists["vector"], lists["text"])]
