@@ -453,6 +453,19 @@ class VectorIndex:
         p = self.pos.get(label)
         return None if p is None else self.ids[p].tobytes()
 
+    def ids_of(self, labels: Sequence[int]) -> list[bytes | None]:
+        """The 16-byte record id of each label (None for one no longer indexed), read
+        in one gather: a search maps its k labels at once."""
+        pos = self.pos
+        found = [pos.get(label) for label in labels]
+        rows = [p for p in found if p is not None]
+        block = self.ids[rows].tobytes()
+        ids = [block[i : i + 16] for i in range(0, len(block), 16)]
+        if len(rows) == len(found):
+            return ids  # type: ignore[return-value]
+        it = iter(ids)
+        return [None if p is None else next(it) for p in found]
+
     def label_ids(self) -> Iterable[tuple[int, bytes]]:
         for label, p in list(self.pos.items()):
             yield label, self.ids[p].tobytes()

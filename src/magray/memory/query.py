@@ -77,11 +77,10 @@ def rank(
 ) -> list[tuple[float, bytes]]:
     """(score, record id) of the index's answer, best first, at most p.k: equal scores
     go to the older record (ids sort by creation time), and scores under the floor go."""
-    id_of = idx.id_of
     found = [
         (score, rid)
-        for label, score in zip(labels.tolist(), scores.tolist())
-        if (rid := id_of(label)) is not None
+        for rid, score in zip(idx.ids_of(labels.tolist()), scores.tolist())
+        if rid is not None
     ]
     found.sort(key=_older_first)
     if p.min_score is not None:
