@@ -270,8 +270,10 @@ class Memory:
         the last batch (an open interrupted midway starts over)."""
         s = self.store
         rule = promotable_rule(self.config)
-        if s.meta("promotable_rule") == rule:
+        before = s.meta("promotable_rule")
+        if before == rule:
             return
+        t0 = time.perf_counter()
         with self._wlock:
             handle = s.handle["promotable"]
             b = s.batch()
@@ -293,6 +295,15 @@ class Memory:
                             b = s.batch()
             s.put_meta(b, "promotable_rule", rule)
             s.write(b)
+        if before is None and not n:
+            return  # a new store
+        _LOG.info(
+            "made the promotable keys of %s under thresholds %s: %d records in %.2f s",
+            self.path,
+            rule,
+            n,
+            time.perf_counter() - t0,
+        )
 
     def _open_indexes(self) -> None:
         """Load the index snapshot (or rebuild the index from the store), publish it in
