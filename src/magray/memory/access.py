@@ -19,7 +19,7 @@ from magray.config import MemoryConfig
 from magray.memory.codec import SUMMARY, StoredRecord, promotable_key, with_access
 from magray.memory.lifecycle import promotable
 from magray.memory.record import Layer
-from magray.memory.store import Store
+from magray.memory.store import Store, read_u64
 
 
 class Pending:
@@ -44,12 +44,14 @@ class Pending:
 
 
 class _Usage(NamedTuple):
-    """A lifecycle summary's fields, as the lifecycle rules read them."""
+    """A lifecycle summary's fields and its key's creation time (seconds), as the
+    lifecycle rules read them."""
 
     importance: float
     access_count: int
     last_access: float
     layer_since: float
+    created_at: float
 
 
 class AccessLog:
@@ -145,7 +147,10 @@ class AccessLog:
                     b.put(rid, value, records)
                     b.put(key, summary, layer_time)
                     layer = Layer.from_code(key[0])
-                    if promotable(cfg, layer, _Usage(*SUMMARY.unpack(summary))):
+                    importance, count, last, since = SUMMARY.unpack(summary)
+                    created = read_u64(key, 1) / 1000.0
+                    usage = _Usage(importance, count, last, since, created)
+                    if promotable(cfg, layer, usage):
                         b.put(promotable_key(layer, rid), b"", candidates)
                 store.write(b, durable=False)
                 done = start + len(chunk)

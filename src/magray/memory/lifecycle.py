@@ -52,7 +52,7 @@ def promotable(c: MemoryConfig, layer: Layer, r: Any) -> Any:
     if layer is Layer.INTERACT:
         return _insights_due(c, r)
     if layer is Layer.INSIGHTS:
-        return (r.importance >= c.assets_importance) | (r.access_count >= c.assets_access_count)
+        return _assets_due(c, r, math.inf)  # as if far in the future: every age passes
     return False  # assets is the last layer
 
 
