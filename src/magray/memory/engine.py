@@ -1223,11 +1223,17 @@ class Memory:
                 summaries = read_summaries(keys, values)
                 wanted = np.asarray(keep(summaries)) | ~summaries.known
                 rids = [keys[i][9:] for i in np.flatnonzero(wanted).tolist()]
-            for i in range(0, len(rids), _READ_CHUNK):
-                part = rids[i : i + _READ_CHUNK]
-                for rid, raw in zip(part, self.store.multi_get("records", part)):
-                    if raw is not None:
-                        yield StoredRecord.decode(rid, raw)
+            for _, rec in self._stored(rids):
+                if rec is not None:
+                    yield rec
+
+    def _stored(self, rids: list[bytes]) -> Iterator[tuple[bytes, StoredRecord | None]]:
+        """(id, its record, or None if there is none) for each of rids, in order, read
+        _READ_CHUNK to a multi_get."""
+        for i in range(0, len(rids), _READ_CHUNK):
+            part = rids[i : i + _READ_CHUNK]
+            for rid, raw in zip(part, self.store.multi_get("records", part)):
+                yield rid, None if raw is None else StoredRecord.decode(rid, raw)
 
     def _promotable_records(self, layer: Layer, stale: list[bytes]) -> Iterator[StoredRecord]:
         """The records of layer that hold a ``promotable`` key, in id order. A key whose
@@ -1235,14 +1241,11 @@ class Memory:
         keys are kept exactly in step with the records, so none is expected)."""
         prefix = bytes((layer.code,))
         rids = [key[1:] for key, _ in self.store.scan("promotable", prefix)]
-        for i in range(0, len(rids), _READ_CHUNK):
-            part = rids[i : i + _READ_CHUNK]
-            for rid, raw in zip(part, self.store.multi_get("records", part)):
-                rec = None if raw is None else StoredRecord.decode(rid, raw)
-                if rec is None or rec.layer is not layer or not promotable(self.config, layer, rec):
-                    stale.append(prefix + rid)
-                else:
-                    yield rec
+        for rid, rec in self._stored(rids):
+            if rec is None or rec.layer is not layer or not promotable(self.config, layer, rec):
+                stale.append(prefix + rid)
+            else:
+                yield rec
 
     def _drop_promotable(self, keys: list[bytes]) -> None:
         _LOG.warning(

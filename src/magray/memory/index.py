@@ -460,9 +460,9 @@ class VectorIndex:
         found = [pos.get(label) for label in labels]
         rows = [p for p in found if p is not None]
         block = self.ids[rows].tobytes()
-        ids = [block[i : i + 16] for i in range(0, len(block), 16)]
+        ids: list[bytes | None] = [block[i : i + 16] for i in range(0, len(block), 16)]
         if len(rows) == len(found):
-            return ids  # type: ignore[return-value]
+            return ids
         it = iter(ids)
         return [None if p is None else next(it) for p in found]
 
