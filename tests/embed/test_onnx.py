@@ -271,3 +271,15 @@ def test_a_damaged_tokenizer_is_one_clear_error(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "tokenizer.json cannot be read as a tokenizer" in message
     assert "magray models verify" in message and "\n" not in message
+
+
+def test_session_threads_sleep_between_runs() -> None:
+    # A spinning worker would take a CPU from the search or write that follows each
+    # embedding; the options are what every session of the embedder is made with.
+    import onnxruntime as ort
+
+    from magray.embed.onnx import _session_options
+
+    so = _session_options(ort, 2)
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1

@@ -19,7 +19,8 @@ out-of-memory error first halves the batch and retries before it counts as a fai
 Session options (set deliberately): full graph optimisation
 (``ORT_ENABLE_ALL``), sequential execution with ``inter_op_num_threads=1``,
 ``intra_op_num_threads`` = the CPU count (override with ``threads=``), the memory pattern
-and CPU arena on (batches repeat their shapes), and ORT's own logging at errors only.
+and CPU arena on (batches repeat their shapes), worker threads that sleep rather than
+spin between runs, and ORT's own logging at errors only.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def _session_options(ort: Any, threads: int | None) -> Any:
     so.enable_mem_pattern = True
     so.enable_cpu_mem_arena = True
     so.log_severity_level = 3
+    # Worker threads sleep when a run ends instead of spinning for more work: what
+    # follows an embedding here is the caller's own work (a search, a write batch),
+    # which a spinning thread would take a CPU from.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
