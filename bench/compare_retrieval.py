@@ -10,15 +10,16 @@ stemmer) as the lexical peer. The fusion variants are scored from the same two
 candidate lists (top 50 of each mode), so the choice of fusion rests on the same run:
 
 - ``rrf``: reciprocal rank fusion, k=60, and weighted 1:2 and 2:1 (vector:text);
-- ``blend``: a convex combination of min-max normalised scores, alpha (the vector
-  weight) in 0.3 / 0.4 / 0.5 / 0.6 / 0.7, a candidate missing from one list counting
-  0 there ("missing 0"); ``mode="hybrid"`` is this at 0.4;
-- ``blend ... complete``: the same over the union of both lists, each candidate
-  scored by both modes as read from each mode's top 1000 (a vector candidate below
-  that gets the 1000th similarity; a text candidate missing there, BM25 0);
-- the same blend over two other normalisations: from each score's theoretical
-  minimum (cosine -1, BM25 0) to the list's best, and mean +- 3 sigma (Qdrant's
-  distribution-based fusion).
+- ``blend``: a convex combination of normalised scores, alpha the vector weight, with
+  the candidates either as each list returned them, one missing from a list counting
+  0 there ("missing 0", the engine's fusion before the current one), or completed
+  over the union of both lists ("complete"), each candidate scored by both modes as
+  read from each mode's top 1000 (a vector candidate below that gets the 1000th
+  similarity; a text candidate missing there, BM25 0). The engine's own hybrid
+  completes with exact scores; on these sets the two agree to the third decimal.
+- normalisations: ``best`` (score / the list's best, from 0: the engine's, at alpha
+  0.6), ``min-max``, ``z-score`` (mean 0, standard deviation 1) and ``from -1``
+  (cosine from -1, BM25 from 0, to the list's best).
 
 Cost: ingest with embedding, full text on against off (until add_many returns, and
 until the text index has caught up), and search p50 of hybrid against vector mode on
@@ -70,28 +71,23 @@ def rrf(lists: list[list[str]], weights: list[float], k: int = 60) -> list[str]:
     return [x for x, _ in sorted(fused.items(), key=lambda t: -t[1])]
 
 
-def theoretical_min(floor: float) -> Any:
-    """From the score's theoretical minimum to the list's best (Bruch, Gai, Ingber, "An
-    Analysis of Fusion Functions for Hybrid Retrieval", 2023): cosine from -1, BM25
-    from 0, so a list of near-equal scores is not stretched to [0, 1]."""
-
-    def norm(pairs: list[tuple[str, float]]) -> dict[str, float]:
-        if not pairs:
-            return {}
-        hi = max(s for _, s in pairs)
-        return {x: (s - floor) / (hi - floor) if hi > floor else 1.0 for x, s in pairs}
-
-    return norm
+def from_minus_one(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    """Cosine from its theoretical minimum, -1, to the list's best (Bruch, Gai, Ingber,
+    "An Analysis of Fusion Functions for Hybrid Retrieval", 2023)."""
+    if not pairs:
+        return {}
+    hi = max(s for _, s in pairs)
+    return {x: (s + 1.0) / (hi + 1.0) for x, s in pairs}
 
 
-def distribution(pairs: list[tuple[str, float]]) -> dict[str, float]:
-    """Mean +- 3 standard deviations of the list to [0, 1], clipped (Qdrant's
-    distribution-based score fusion)."""
+def zscore(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    """Mean 0, standard deviation 1 over the list (Montague, Aslam, "Relevance Score
+    Normalization for Metasearch", CIKM 2001)."""
     if not pairs:
         return {}
     scores = [s for _, s in pairs]
     mu, sd = statistics.fmean(scores), statistics.pstdev(scores) or 1.0
-    return {x: min(1.0, max(0.0, (s - mu + 3 * sd) / (6 * sd))) for x, s in pairs}
+    return {x: (s - mu) / sd for x, s in pairs}
 
 
 def blend(
@@ -101,13 +97,13 @@ def blend(
     norm_vec: Any = None,
     norm_txt: Any = None,
 ) -> list[str]:
-    """The engine's fusion (magray.memory.fusion.blend), min-max unless other
+    """The engine's fusion (magray.memory.fusion.blend), by_best unless other
     normalisations are given, as a ranking of ids."""
     from magray.memory.fusion import blend as fuse
-    from magray.memory.fusion import minmax
+    from magray.memory.fusion import by_best
 
     fused = fuse(
-        vec, txt, alpha, normalise_vector=norm_vec or minmax, normalise_text=norm_txt or minmax
+        vec, txt, alpha, normalise_vector=norm_vec or by_best, normalise_text=norm_txt or by_best
     )
     return [x for x, _ in fused]
 
@@ -195,28 +191,30 @@ def report(
     for wv, wt in ((1, 1), (1, 2), (2, 1)):
         fused = [rrf([v, t], [wv, wt]) for v, t in zip(ranked["vector"], ranked["text"])]
         rows[f"fusion rrf k=60 vector:text {wv}:{wt}"] = score(fused, relevant)
-    for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
-        fused = [blend(v, t, alpha) for v, t in zip(lists["vector"], lists["text"])]
-        rows[f"fusion blend alpha={alpha}, missing 0"] = score(fused, relevant)
-    for alpha in (0.3, 0.4, 0.5, 0.6):
-        fused = [
-            blend(*complete(v, t, dv, dt), alpha)
-            for v, t, dv, dt in zip(lists["vector"], lists["text"], deep["vector"], deep["text"])
-        ]
-        rows[f"fusion blend alpha={alpha}, complete"] = score(fused, relevant)
-    for alpha in (0.5, 0.8):
-        norms = (theoretical_min(-1.0), theoretical_min(0.0))
-        fused = [blend(v, t, alpha, *norms) for v, t in zip(lists["vector"], lists["text"])]
-        rows[f"fusion theoretical-min alpha={alpha}"] = score(fused, relevant)
-    for alpha in (0.4, 0.5):
-        fused = [
-            blend(v, t, alpha, distribution, distribution)
-            for v, t in zip(lists["vector"], lists["text"])
-        ]
-        rows[f"fusion distribution alpha={alpha}"] = score(fused, relevant)
+    from magray.memory.fusion import minmax
+
+    pairs = list(zip(lists["vector"], lists["text"], deep["vector"], deep["text"]))
+    done = [complete(v, t, dv, dt) for v, t, dv, dt in pairs]
+    variants: list[tuple[str, Any, tuple[float, ...], bool]] = [
+        ("best", None, (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), True),
+        ("best", None, (0.6,), False),
+        ("min-max", minmax, (0.4, 0.5), False),
+        ("min-max", minmax, (0.4, 0.5, 0.6), True),
+        ("z-score", zscore, (0.4, 0.5, 0.6), True),
+        ("from -1", from_minus_one, (0.7, 0.8), True),
+    ]
+    for norm, fn, alphas, completed in variants:
+        text_norm = None if fn is from_minus_one else fn  # BM25 from 0 there
+        for alpha in alphas:
+            if completed:
+                fused = [blend(v, t, alpha, fn, text_norm) for v, t in done]
+            else:
+                fused = [blend(v, t, alpha, fn, text_norm) for v, t, _, _ in pairs]
+            how = "complete" if completed else "missing 0"
+            rows[f"fusion {norm} alpha={alpha}, {how}"] = score(fused, relevant)
     best_single = max(rows["magray vector"][0], rows["magray text (BM25)"][0])
     for row, (mrr, rec) in rows.items():
-        print(f"[{label}] {row:<34} MRR@10 {mrr:.3f}  recall@10 {rec:.3f}")
+        print(f"[{label}] {row:<38} MRR@10 {mrr:.3f}  recall@10 {rec:.3f}")
     h = rows["magray hybrid"]
     print(
         f"[{label}] hybrid - best single mode: MRR@10 {h[0] - best_single:+.3f} (bar >= +0.03); "
@@ -244,7 +242,7 @@ def cost(model: str, d: Path, n_ingest: int, n_latency: int) -> None:
                 mem.add_many(texts[i : i + 256], vectors=chunk)
             acked = time.perf_counter() - t0
             if full:
-                mem._text_sync()
+                mem._fulltext.sync(mem._seq)  # the text index caught up
             caught = time.perf_counter() - t0
             mem.close()
         return acked, caught
@@ -279,24 +277,27 @@ def cost(model: str, d: Path, n_ingest: int, n_latency: int) -> None:
             chunk = [" ".join(rng2.choices(words, k=40)) for _ in range(min(5000, n_latency - i))]
             mem.add_many(chunk, vectors=base[i : i + len(chunk)])
         mem.wait_ready()
-        mem._text_sync()
-        # Every search embeds a query never seen before (no cache hit): each mode gets
-        # its own fresh group of queries in every round, the groups rotating between
-        # modes. Then the same groups again, their vectors cached: the engine alone.
+        mem._fulltext.sync(mem._seq)  # the text index caught up
+        # Every search embeds a query never seen before (no cache hit), and every mode
+        # embeds the same queries: each query in three spellings that the uncased model
+        # and the text index read alike (lower case, upper case, title case), so the
+        # tokens and the cost of embedding them are the same, but each misses the cache.
+        # The spellings rotate between the modes. Then the same searches again, their
+        # vectors cached: the engine alone.
         qs = [x["query"] for x in queries]
         for q in qs[-10:]:
             mem.search(q, mode="hybrid")
+        spell = [v for q in qs[:180] if len(set(v := (q.lower(), q.upper(), q.title()))) == 3]
         modes = ["vector", "text", "hybrid"]
         lat: dict[str, list[float]] = {m: [] for m in modes}
         warm: dict[str, list[float]] = {m: [] for m in modes}
-        groups = [qs[i * 30 : (i + 1) * 30] for i in range(6)]
         for times in (lat, warm):  # the second pass finds every query vector cached
-            for r in range(2):
+            for i, variants in enumerate(spell):
                 for j, mode in enumerate(modes):
-                    for q in groups[(r * 3 + j) % 6]:
-                        t = time.perf_counter()
-                        mem.search(q, k=10, mode=mode)
-                        times[mode].append(time.perf_counter() - t)
+                    q = variants[(i + j) % 3]
+                    t = time.perf_counter()
+                    mem.search(q, k=10, mode=mode)
+                    times[mode].append(time.perf_counter() - t)
         mem.close()
     w = {m: statistics.median(v) * 1e3 for m, v in warm.items()}
     print(

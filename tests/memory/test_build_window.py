@@ -33,6 +33,25 @@ def _exact(vectors: dict[int, np.ndarray], q: np.ndarray, k: int) -> list[int]:
     return labels[np.argsort(-scores, kind="stable")[:k]].tolist()
 
 
+def _cosines(vectors: dict[int, np.ndarray], q: np.ndarray, labels: list[int]) -> Any:
+    return pytest.approx({label: float(vectors[label] @ q) for label in labels}, abs=1e-5)
+
+
+def test_similarities_are_exact_and_leave_out_labels_no_longer_indexed() -> None:
+    idx = VectorIndex(DIM, CONFIG, Interner())
+    vecs = unit_vectors(300, DIM, seed=4)
+    idx.add([_row(i, "a") for i in range(300)], vecs)
+    vectors = {i: vecs[i] for i in range(300)}
+    q = unit_vectors(1, DIM, seed=5)[0]
+    idx.remove([7])
+    assert idx.similarities(q, [3, 7, 299, 12345]) == _cosines(vectors, q, [3, 299])
+    assert idx.similarities(q, []) == {}
+    idx.start_rebuild()
+    idx.wait_rebuilt(30)
+    assert idx.state == "graph"
+    assert idx.similarities(q, [3, 7, 299]) == _cosines(vectors, q, [3, 299])
+
+
 def _recall(idx: VectorIndex, queries: np.ndarray, f: Filter | None, vectors: Any) -> float:
     """recall@10 of idx's answers against exact search over vectors."""
     found = 0
@@ -152,11 +171,15 @@ def test_a_build_releases_the_rows_it_has_passed(
     for label in (5, 650, 0, 100):
         got, scores = idx.search(vectors[label], 1, None)
         assert got[0] == label and scores[0] == pytest.approx(1.0, abs=1e-5)
+    # A hybrid search's exact cosines read the same current vectors.
+    probe = [0, 5, 100, 650, 1999]
+    assert idx.similarities(queries[0], probe) == _cosines(vectors, queries[0], probe)
 
     go_on.set()
     idx.wait_rebuilt(30)
     assert idx.state == "graph" and idx.matrix is None
     assert _recall(idx, queries, None, vectors) >= 0.99
+    assert idx.similarities(queries[1], probe) == _cosines(vectors, queries[1], probe)
     for label in (5, 650):
         assert idx.search(vectors[label], 1, None)[0][0] == label
 

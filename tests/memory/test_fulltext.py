@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 import magray
-from magray.errors import InvalidInputError
+from magray.errors import InvalidInputError, StoreError
+from magray.memory import hybrid
+from magray.memory.fulltext import FullText
+from magray.memory.textindex import TextIndex
 
 DOCS = [
     ("The connection was reset by the peer: ERR_CONN_RESET after 30 s", "net", ["ops"]),
@@ -73,11 +76,97 @@ def test_hybrid_fuses_both_rankings_and_names_the_signals(filled: tuple[Any, lis
     hits = mem.search("ERR_DB_TIMEOUT database", k=6, mode="hybrid")
     assert hits[0].id == ids[3]
     assert set(hits[0].scores) == {"vector", "text"}
-    assert hits[0].score == pytest.approx(1.0)  # best on both: 0.4 * 1 + 0.6 * 1
+    assert hits[0].score == pytest.approx(1.0)  # best on both: 0.6 * 1 + 0.4 * 1
     assert all(0 <= h.score <= 1 for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    # Records that share no word with the query come from the vector side only.
-    assert any(set(h.scores) == {"vector"} for h in hits)
+    # Every hit carries both signals; one that shares no word with the query, text 0.
+    assert all(set(h.scores) == {"vector", "text"} for h in hits)
+    assert any(h.scores["text"] == 0.0 for h in hits)
+
+
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "kernel",
+    "socket",
+    "packet",
+    "router",
+    "cache",
+    "shard",
+    "quorum",
+    "lease",
+]
+
+
+def test_hybrid_scores_every_candidate_by_both_retrievers(mem: Any) -> None:
+    # 200 records, so each mode's top 50 leaves out most of the other's: a text-only
+    # candidate gets its exact cosine, a vector-only one its BM25 score (or 0).
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((200, 384)).astype(np.float32)
+    texts = [" ".join(rng.choice(WORDS, 6)) + f" item{i}" for i in range(200)]
+    ids = mem.add_many(texts, vectors=vectors)
+    q = rng.standard_normal(384).astype(np.float32)
+    cosine = {h.id: h.score for h in mem.search(vector=q, k=200)}
+    query = "quorum lease shard"
+    bm25 = {h.id: h.score for h in mem.search(query, k=200, mode="text")}
+    assert len(cosine) == 200 and 0 < len(bm25) < 200
+
+    top_vec = sorted(cosine, key=lambda i: -cosine[i])[:50]
+    top_text = sorted(bm25, key=lambda i: -bm25[i])[:50]
+    union = set(top_vec) | set(top_text)
+    assert len(union) > 60 and set(ids) >= union
+    best_v = max(cosine[i] for i in union)
+    best_t = max(bm25.get(i, 0.0) for i in union)
+    fused = {i: 0.6 * max(cosine[i], 0) / best_v + 0.4 * bm25.get(i, 0.0) / best_t for i in union}
+    order = {rid: n for n, rid in enumerate(ids)}  # ties go to the older record
+    want = sorted(fused, key=lambda i: (-round(fused[i], 6), order[i]))[:50]
+
+    hits = mem.search(query, vector=q, k=50, mode="hybrid")  # depth 50, as k=10
+    assert [h.id for h in hits] == want
+    # The winners include candidates that only one retriever returned.
+    assert set(want) - set(top_vec) and set(want) - set(top_text)
+    for h in hits:
+        assert h.scores["vector"] == pytest.approx(cosine[h.id], abs=1e-5)
+        assert h.scores["text"] == pytest.approx(bm25.get(h.id, 0.0), rel=1e-5)
+        assert h.score == pytest.approx(fused[h.id], abs=1e-5)
+
+
+def test_hybrid_answers_alike_on_one_cpu_and_passes_errors_up(
+    filled: tuple[Any, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The BM25 side runs in a worker thread where there are CPUs to spare, inline where
+    # there are not; either way the answer is the same and a failure reaches the caller.
+    mem, _ = filled
+    query = "ERR_DB_TIMEOUT database release"
+    beside = [(h.id, h.score, h.scores) for h in mem.search(query, k=6, mode="hybrid")]
+    monkeypatch.setattr(hybrid.os, "cpu_count", lambda: 1)
+    inline = [(h.id, h.score, h.scores) for h in mem.search(query, k=6, mode="hybrid")]
+    assert inline == beside and len(beside) == 6
+
+    def broken(*args: Any) -> Any:
+        raise StoreError("the text index failed")
+
+    monkeypatch.setattr(FullText, "search", broken)
+    for cpus in (1, 4):
+        monkeypatch.setattr(hybrid.os, "cpu_count", lambda cpus=cpus: cpus)
+        with pytest.raises(StoreError, match="text index failed"):
+            mem.search(query, k=6, mode="hybrid")
+
+
+@pytest.mark.parametrize("size", [0, 1, 40, TextIndex.LABEL_TERMS_MAX + 1, 900])
+def test_a_label_restriction_keeps_each_bm25_score(size: int) -> None:
+    # Both ways of restricting (a disjunction of label terms for few labels, a term set
+    # for many) select exactly the given labels and score each as unrestricted.
+    text = TextIndex(None)
+    rng = np.random.default_rng(3)
+    text.put((label, " ".join(rng.choice(WORDS, 5))) for label in range(1000))
+    text.commit(1)
+    full = dict(text.search("quorum lease kernel", 1000))
+    labels = sorted(rng.choice(1000, size, replace=False).tolist())
+    got = dict(text.search("quorum lease kernel", 1000, labels))
+    assert got == pytest.approx({x: full[x] for x in labels if x in full}, rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["vector", "text", "hybrid"])

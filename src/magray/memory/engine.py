@@ -8,7 +8,8 @@ Data flow (one path each way; each step lives in the module named):
     search: query.py (plan: checked arguments -> a Filter) -> embedding.py (query
             vector) -> index.py (VectorIndex.search: graph, exact native top-k when
             small or filtered selectively, partial graph + exact rest while a graph
-            builds) and/or fulltext.py (BM25) -> fusion.py (hybrid) -> query.py (rank:
+            builds) and/or fulltext.py (BM25); hybrid: hybrid.py (both lists, each
+            candidate scored by both) -> fusion.py -> query.py (rank:
             ties to the older record, score floor) -> multi_get records -> codec.py
             (record_of) -> access.py (accesses counted, written in batches) -> hits
 
@@ -51,8 +52,8 @@ from magray.errors import (
     StoreError,
     storage_error,
 )
+from magray.memory import hybrid, validate
 from magray.memory import ids as idcodec
-from magray.memory import validate
 from magray.memory.access import AccessLog, Pending
 from magray.memory.codec import (
     OP_ADD,
@@ -790,12 +791,12 @@ class Memory:
         """The k records that best match the query (text) or vector, across layers.
 
         Modes: ``"vector"`` ranks by cosine similarity of embeddings; ``"text"`` by BM25
-        over the full-text index; ``"hybrid"`` blends both (min-max normalised scores,
-        0.4 vector + 0.6 text, see magray.memory.fusion); a query with no word to
-        match is searched as vector. The default is hybrid for query text on a store
-        with full text, vector otherwise (see the README's
-        "Search modes" for the measurements behind it). Higher scores are better (see
-        Hit); ties go to the older record.
+        over the full-text index; ``"hybrid"`` blends both (the top 50 of each, every
+        candidate scored by both, each score divided by the best, 0.6 vector + 0.4 text,
+        see magray.memory.fusion); a query with no word to match is searched as vector.
+        The default is hybrid for query text on a store with full text, vector otherwise
+        (see the README's "Search modes" for the measurements behind it). Higher scores
+        are better (see Hit); ties go to the older record.
 
         Filters, in every mode and without recall loss: tags (any of), project, session,
         kind, creation time in [since, until], contains (a substring the text must hold,
@@ -894,29 +895,33 @@ class Memory:
         signals: dict[int, dict[str, float]] = {}
         found_vec: list[tuple[int, float]] = []
         found_text: list[tuple[int, float]] = []
-        if q is not None:
+        if mode == "hybrid":
+            assert q is not None and text_query is not None
+            found_vec, found_text = hybrid.candidates(
+                q, text_query, depth, flt, idx, self._fulltext, self._seq, p.layers
+            )
+        elif mode == "vector":
+            assert q is not None
             with span("magray.index.search", k=depth, layers=p.layers):
                 vl, vs = idx.search(q, depth, flt)
-            if mode != "vector":  # vector mode: each hit's one signal is its score
-                found_vec = list(zip(vl.tolist(), vs.tolist()))
-                for label, score in found_vec:
-                    signals.setdefault(label, {})["vector"] = score
-        if mode != "vector":
+        else:
             assert text_query is not None
             with span("magray.text.search", k=depth):
                 found_text = self._fulltext.search(text_query, depth, flt, idx, self._seq)
-            for label, score in found_text:
-                signals.setdefault(label, {})["text"] = score
+        for name, found_list in (("vector", found_vec), ("text", found_text)):
+            for label, score in found_list:
+                signals.setdefault(label, {})[name] = score
         if mode == "vector":
-            labels, scores = vl, vs
+            labels, scores = vl.tolist(), vs.tolist()
         else:
             ranked = blend(found_vec, found_text) if mode == "hybrid" else found_text
-            labels = np.array([label for label, _ in ranked], np.int64)
-            scores = np.array([score for _, score in ranked], np.float32)
-        found = rank(idx, labels, scores, p)
+            labels = [label for label, _ in ranked]
+            scores = [score for _, score in ranked]
+        rids = idx.ids_of(labels)
+        found = rank(rids, scores, p)
         if not found:
             return []
-        by_rid = {idx.id_of(label): sig for label, sig in signals.items()}
+        by_rid = {} if mode == "vector" else dict(zip(rids, (signals[x] for x in labels)))
         with span("magray.store.read", records=len(found)):
             raws = self.store.multi_get("records", [rid for _, rid in found])
         # Records deleted since the index answered are left out; this search counts as
@@ -1381,7 +1386,7 @@ class Memory:
         the new one), reading vectors it does not hold from the store."""
 
         def vectors_of(labels: np.ndarray) -> np.ndarray:
-            rids = [idx.id_of(int(label)) or b"" for label in labels]
+            rids = [rid or b"" for rid in idx.ids_of(labels.tolist())]
             return vectors_from(self.store.multi_get("vectors", rids), self.dim)
 
         idx.vectors_of = vectors_of

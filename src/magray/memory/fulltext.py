@@ -111,6 +111,15 @@ class FullText:
                 return keep[:depth]
             fetch *= 4
 
+    def scores(self, query: str, labels: list[int], seq: int) -> dict[int, float]:
+        """label -> BM25 score of each of labels for query (0.0 where the record holds
+        no query term): one search restricted to those labels. For a hybrid search's
+        vector-only candidates: a few dozen labels."""
+        if not labels:
+            return {}
+        found = dict(self.sync(seq).search(query, len(labels), labels))
+        return {label: found.get(label, 0.0) for label in labels}
+
     def containing(self, needle: str, idx: VectorIndex, seq: int) -> np.ndarray:
         """int64 labels of every indexed record whose text holds needle, ignoring case:
         candidates from the text index (or every record without one), each checked

@@ -543,6 +543,23 @@ class VectorIndex:
                 return labels, scores
             want = min(self.count, want * 2)
 
+    def similarities(self, query: np.ndarray, labels: Sequence[int]) -> dict[int, float]:
+        """label -> cosine similarity of the unit query (float32, (dim,)) with that
+        label's current vector, exactly, for each label still indexed (others are left
+        out). For a hybrid search's text-only candidates: a few dozen labels."""
+        with _Read(self._rw):
+            pos = self.pos
+            known = [(label, p) for label in labels if (p := pos.get(label)) is not None]
+            if not known:
+                return {}
+            if self.matrix is not None:  # no graph yet, or one being built
+                rows = np.fromiter((p for _, p in known), np.int64, len(known))
+                vecs = self._row_vectors(rows)
+            else:
+                vecs = self._vectors(np.fromiter((lab for lab, _ in known), np.int64, len(known)))
+        scores = vecs @ query
+        return {label: float(s) for (label, _), s in zip(known, scores.tolist())}
+
     def _search(self, query: np.ndarray, k: int, f: Filter | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k (labels, cosine scores) best first."""
         from magray.kernels import topk

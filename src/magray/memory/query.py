@@ -5,14 +5,12 @@ ids to read. The engine runs the plan: query vector -> ``VectorIndex.search`` ->
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from magray.memory import validate
-from magray.memory.index import Filter, VectorIndex
+from magray.memory.index import Filter
 from magray.memory.record import Layer
 
 
@@ -73,15 +71,12 @@ def _older_first(t: tuple[float, bytes]) -> tuple[float, bytes]:
 
 
 def rank(
-    idx: VectorIndex, labels: np.ndarray, scores: np.ndarray, p: Plan
+    rids: Sequence[bytes | None], scores: Sequence[float], p: Plan
 ) -> list[tuple[float, bytes]]:
-    """(score, record id) of the index's answer, best first, at most p.k: equal scores
-    go to the older record (ids sort by creation time), and scores under the floor go."""
-    found = [
-        (score, rid)
-        for rid, score in zip(idx.ids_of(labels.tolist()), scores.tolist())
-        if rid is not None
-    ]
+    """(score, record id) best first, at most p.k, from the index's answer as record ids
+    (None: no longer indexed, left out) and their scores: equal scores go to the older
+    record (ids sort by creation time), and scores under the floor go."""
+    found = [(score, rid) for rid, score in zip(rids, scores) if rid is not None]
     found.sort(key=_older_first)
     if p.min_score is not None:
         found = [t for t in found if t[0] >= p.min_score]

@@ -89,9 +89,10 @@ class Hit:
 
     ``score`` is what the ranking used: the cosine similarity of query and record
     (mode ``"vector"``), the BM25 score (``"text"``), or the blend of both in [0, 1]
-    (``"hybrid"``, see magray.memory.fusion). ``scores`` names each signal that
-    matched: ``"vector"`` (cosine similarity) and ``"text"`` (BM25); a hybrid hit that
-    only one retriever found has only that one.
+    (``"hybrid"``, see magray.memory.fusion). ``scores`` holds the signals behind it:
+    ``"vector"`` (cosine similarity) and ``"text"`` (BM25). A hybrid hit has both,
+    whichever retriever found it: its text score is 0.0 when the record holds no
+    query term.
     """
 
     id: str

@@ -174,6 +174,11 @@ class TextIndex:
         """Whether text has a term this index can match (a word or an identifier)."""
         return bool(self._words.analyze(text) or identifiers(text))
 
+    # Up to this many labels, a restriction is a disjunction of label terms: at 50
+    # labels of 30k documents it takes a quarter of the time of a term set, which
+    # pays off only from about 1,000 labels on.
+    LABEL_TERMS_MAX = 512
+
     def query(self, text: str, labels: Sequence[int] | None = None) -> Any:
         """A BM25 query for text: any of its terms, in either field; with labels, only
         those documents. None when text has no searchable term."""
@@ -187,12 +192,19 @@ class TextIndex:
             return None
         q = t.Query.boolean_query(clauses)
         if labels is not None:
+            if not labels:
+                return None
+            if len(labels) <= self.LABEL_TERMS_MAX:
+                only = t.Query.boolean_query(
+                    [(t.Occur.Should, t.Query.term_query(self.schema, "label", x)) for x in labels]
+                )
+            else:
+                only = t.Query.term_set_query(self.schema, "label", list(labels))
             # Scored 0: a restricted search gives each document its unrestricted BM25
             # score (a plain term set would add 1 to every score).
-            only = t.Query.const_score_query(
-                t.Query.term_set_query(self.schema, "label", list(labels)), 0.0
+            q = t.Query.boolean_query(
+                [(t.Occur.Must, q), (t.Occur.Must, t.Query.const_score_query(only, 0.0))]
             )
-            q = t.Query.boolean_query([(t.Occur.Must, q), (t.Occur.Must, only)])
         return q
 
     def search(
