@@ -174,9 +174,9 @@ class TextIndex:
         """Whether text has a term this index can match (a word or an identifier)."""
         return bool(self._words.analyze(text) or identifiers(text))
 
-    # Up to this many labels, a restriction is a disjunction of label terms: at 50
-    # labels of 30k documents it takes a quarter of the time of a term set, which
-    # pays off only from about 1,000 labels on.
+    # Up to this many labels, a restriction is a disjunction of label terms. Over 30k
+    # documents it took 0.30 ms at 50 labels against a term set's 1.06 ms, and 2.1
+    # against 2.3 ms at 1,000; at 5,000 the term set wins (4.6 against 12 ms).
     LABEL_TERMS_MAX = 512
 
     def query(self, text: str, labels: Sequence[int] | None = None) -> Any:
